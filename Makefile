@@ -1,0 +1,53 @@
+# legiti-assets: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+
+export LEGITI_DATA_DIR ?= data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+START ?= 2018-05-12
+END ?= 2020-07-17
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help install awesome-dataset dev test lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed ## create .venv from uv.lock (uv is pip-installed if missing)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $@
+
+awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END (YYYY-MM-DD) and awesome_dataset
+	$(RUN) python -m legiti_assets.run --start $(START) --end $(END)
+
+dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:PORT (default port 3000)
+	$(RUN) dagster dev -h $(HOST) -p 3000 -w workspace.yaml
+
+lint: install ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## apply ruff fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+test: lint $(DAGSTER_HOME)/dagster.yaml ## ruff, dagster definitions validate, pytest
+	$(RUN) dagster definitions validate -w workspace.yaml
+	$(RUN) pytest
+
+clean: ## remove generated data, Dagster history and caches (keeps the landing file)
+	rm -rf $(LEGITI_DATA_DIR)/raw $(LEGITI_DATA_DIR)/feature_store $(LEGITI_DATA_DIR)/datasets \
+		$(LEGITI_DATA_DIR)/.staging $(LEGITI_DATA_DIR)/online_store.db* \
+		.dagster_home .tmp_dagster_home_* .pytest_cache .ruff_cache spark-warehouse metastore_db

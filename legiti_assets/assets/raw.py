@@ -1,0 +1,130 @@
+"""Raw order and chargeback events, ingested from the landing CSV into daily partitions."""
+
+import datetime as dt
+
+import dagster as dg
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from legiti_assets import checks
+from legiti_assets.io_managers import PARTITION_EXPR, days_of
+from legiti_assets.landing import LandingFileError, read_landing
+from legiti_assets.partitions import FIRST_DAY, daily_partitions
+from legiti_assets.resources import DataDir, SparkResource
+
+EVENT_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("order_id", "string", description="Order unique identifier."),
+        dg.TableColumn("order_timestamp", "timestamp", description="When the order was placed."),
+        dg.TableColumn(
+            "cpf", "string", description="User unique identifier (CPF), key of the user entity."
+        ),
+        dg.TableColumn(
+            "chargeback_timestamp",
+            "timestamp",
+            description="When a chargeback was reported for the order; null when none is known.",
+        ),
+    ]
+)
+
+EVENT_CHECKS = {
+    "unique_order_id": "No order_id appears twice.",
+    "non_null_keys": "order_id, cpf and order_timestamp are never null.",
+    "dated_inside_partition": "Every row's day is one of the partitions written.",
+}
+CHARGEBACK_CHECKS = {
+    **EVENT_CHECKS,
+    "chargeback_after_order": "No chargeback is dated before its order.",
+}
+
+
+def _event_asset(name: str, dated_by: str, description: str) -> dg.AssetOut:
+    return dg.AssetOut(
+        key=name,
+        description=description,
+        group_name="raw",
+        kinds={"spark", "parquet"},
+        io_manager_key="raw_io_manager",
+        metadata={
+            PARTITION_EXPR: dated_by,
+            "dagster/column_schema": EVENT_SCHEMA,
+        },
+    )
+
+
+def _day_in(column: str, days: list[dt.date]) -> Column:
+    return F.to_date(column).between(F.lit(days[0]), F.lit(days[-1]))
+
+
+def _violations(df: DataFrame, dated_by: str, days: list[dt.date]) -> dict[str, Column]:
+    found = {
+        "unique_order_id": checks.duplicates_of("order_id"),
+        "non_null_keys": checks.count_where(
+            F.col("order_id").isNull() | F.col("cpf").isNull() | F.col("order_timestamp").isNull()
+        ),
+        "dated_inside_partition": checks.count_where(~_day_in(dated_by, days)),
+    }
+    if dated_by == "chargeback_timestamp":
+        found["chargeback_after_order"] = checks.count_where(
+            F.col("chargeback_timestamp") < F.col("order_timestamp")
+        )
+    return found
+
+
+@dg.multi_asset(
+    outs={
+        "order_events": _event_asset(
+            "order_events", "order_timestamp", "Orders from the landing file, by order day."
+        ),
+        "chargeback_events": _event_asset(
+            "chargeback_events",
+            "chargeback_timestamp",
+            "Orders that got a chargeback, by chargeback day.",
+        ),
+    },
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+    check_specs=[
+        *checks.specs("order_events", EVENT_CHECKS),
+        *checks.specs("chargeback_events", CHARGEBACK_CHECKS),
+    ],
+)
+def order_and_chargeback_events(
+    context: dg.AssetExecutionContext, spark: SparkResource, data_dir: DataDir
+):
+    """Validate the landing file and split it into daily order and chargeback events."""
+    path = str(data_dir.landing_file)
+    try:
+        batch = read_landing(spark.get_session(), path, dt.date.fromisoformat(FIRST_DAY))
+    except LandingFileError as error:
+        raise dg.Failure(
+            description=str(error),
+            metadata={"file": path, "problems": error.total or len(error.problems)},
+            allow_retries=False,
+        ) from None
+    days = days_of(context.partition_time_window)
+    events = batch.events
+    try:
+        landing = {
+            "landing_file": dg.MetadataValue.path(path),
+            "landing_orders": batch.orders,
+            "ignored_columns": ", ".join(batch.ignored_columns) or "none",
+        }
+        outputs = {
+            "order_events": ("order_timestamp", events.where(_day_in("order_timestamp", days))),
+            "chargeback_events": (
+                "chargeback_timestamp",
+                events.where(
+                    F.col("chargeback_timestamp").isNotNull()
+                    & _day_in("chargeback_timestamp", days)
+                ),
+            ),
+        }
+        for name, (dated_by, df) in outputs.items():
+            if name not in context.selected_output_names:
+                continue
+            yield dg.Output(df, output_name=name, metadata=landing)
+            yield from checks.evaluate(context, df, name, _violations(df, dated_by, days))
+    finally:
+        events.unpersist()

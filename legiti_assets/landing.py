@@ -1,0 +1,257 @@
+"""Reading and validating the landing file of order events.
+
+The landing format is a UTF-8 CSV (a BOM and CRLF line ends are fine), one record per line,
+whose header names at least `order_id,order_timestamp,cpf,chargeback_timestamp` in any order
+(extra columns are ignored). Timestamps are `YYYY-MM-DD HH:MM:SS` in UTC; an empty
+`chargeback_timestamp` means no chargeback is known. Anything else is refused with a
+`LandingFileError` naming the file, the line and the field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+REQUIRED_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
+TIMESTAMP_COLUMNS = ("order_timestamp", "chargeback_timestamp")
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+LAST_DAY_EXCLUSIVE = dt.date(2100, 1, 1)
+MAX_ID_LENGTH = 256
+MAX_HEADER_BYTES = 1 << 20
+MAX_REPORTED_ERRORS = 10
+
+
+@dataclass
+class LandingFileError(Exception):
+    """The landing file cannot be ingested; `problems` are `(line, field, message)`."""
+
+    path: str
+    problems: list[tuple[int | None, str | None, str]]
+    total: int = 0
+
+    def __str__(self) -> str:
+        total = max(self.total, len(self.problems))
+        lines = [f"{self.path}: {total} problem(s) in the landing file; nothing was written."]
+        for line, column, message in self.problems:
+            where = f"line {line}" if line is not None else "file"
+            lines.append(f"  {where}" + (f", field {column}" if column else "") + f": {message}")
+        if total > len(self.problems):
+            lines.append(f"  ... and {total - len(self.problems)} more")
+        return "\n".join(lines)
+
+
+@dataclass
+class LandingBatch:
+    """The validated events: one row per order, with typed timestamps."""
+
+    events: DataFrame  # persisted: the caller unpersists it
+    orders: int
+    header: list[str]
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def read_header(path: str) -> list[str]:
+    """The header's column names, checked for the required ones."""
+    if not os.path.isfile(path):
+        raise LandingFileError(path, [(None, None, "the landing file does not exist")])
+    with open(path, "rb") as handle:
+        first = handle.readline(MAX_HEADER_BYTES)
+    if not first.strip():
+        raise LandingFileError(path, [(1, None, "the file is empty: expected a header line")])
+    if not first.endswith(b"\n") and len(first) >= MAX_HEADER_BYTES:
+        raise LandingFileError(path, [(1, None, "the header line is longer than 1 MiB")])
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise LandingFileError(path, [(1, None, f"the header is not UTF-8: {error}")]) from None
+    header = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")]))]
+    problems: list[tuple[int | None, str | None, str]] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        problems.append(
+            (1, None, f"wrong header {header!r}: missing column(s) {', '.join(missing)}")
+        )
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        problems.append((1, None, f"column(s) named twice: {', '.join(duplicated)}"))
+    if problems:
+        raise LandingFileError(path, problems)
+    return header
+
+
+def _timestamp(column: str) -> Column:
+    return F.to_timestamp(F.col(column), "yyyy-MM-dd HH:mm:ss")
+
+
+def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
+    """(field, message) for each check; the message column is null when the row is fine."""
+    checks: list[tuple[str, Column]] = []
+    for column in ("order_id", "cpf"):
+        value = F.col(column)
+        checks.append((column, F.when(value.isNull(), F.lit("is empty"))))
+        checks.append(
+            (
+                column,
+                F.when(
+                    F.length(value) > MAX_ID_LENGTH,
+                    F.lit(f"is longer than {MAX_ID_LENGTH} characters"),
+                ),
+            )
+        )
+    for column in TIMESTAMP_COLUMNS:
+        raw, parsed = F.col(column), _timestamp(column)
+        bad_format = ~raw.rlike(TIMESTAMP_PATTERN) | parsed.isNull()
+        shown = F.substring(raw, 1, 40)
+        checks.append(
+            (
+                column,
+                F.when(
+                    raw.isNotNull() & bad_format,
+                    F.concat(F.lit("'"), shown, F.lit("' is not a UTC 'YYYY-MM-DD HH:MM:SS'")),
+                ).when(
+                    raw.isNotNull()
+                    & (
+                        (F.to_date(parsed) < F.lit(first_day))
+                        | (parsed >= F.lit(LAST_DAY_EXCLUSIVE))
+                    ),
+                    F.concat(
+                        F.lit("'"),
+                        shown,
+                        F.lit(f"' is outside [{first_day}, {LAST_DAY_EXCLUSIVE})"),
+                    ),
+                ),
+            )
+        )
+    checks.append(("order_timestamp", F.when(F.col("order_timestamp").isNull(), F.lit("is empty"))))
+    checks.append(
+        (
+            "chargeback_timestamp",
+            F.when(
+                _timestamp("chargeback_timestamp") < _timestamp("order_timestamp"),
+                F.lit("is before the order's order_timestamp"),
+            ),
+        )
+    )
+    return checks
+
+
+def _line_numbers(lines: DataFrame, row_ids: list[int]) -> dict[int, int]:
+    """Map `monotonically_increasing_id` values of `lines` to 1-based line numbers.
+
+    The id packs (partition, position in partition); the splits of one text file are in file
+    order, so counting each partition's lines gives every partition's first line. Only needed
+    on the error path, so the happy path reads the file once.
+    """
+    sizes = dict(
+        lines.groupBy(F.spark_partition_id().alias("p")).count().select("p", "count").collect()
+    )
+    first_line, offsets = 1, {}
+    for partition in sorted(sizes):
+        offsets[partition] = first_line
+        first_line += sizes[partition]
+    return {rid: offsets[rid >> 33] + (rid & ((1 << 33) - 1)) for rid in row_ids}
+
+
+def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
+    """Parse and validate the whole landing file, or raise `LandingFileError`."""
+    header = read_header(path)
+    lines = spark.read.text(path).withColumn("_row", F.monotonically_increasing_id())
+    schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
+    records = lines.where((F.col("_row") > 0) & (F.trim("value") != "")).select(
+        "_row",
+        F.col("value").contains("\ufffd").alias("_not_utf8"),
+        F.from_csv(
+            "value", schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+        ).alias("r"),
+    )
+    wanted = {name: i for i, name in enumerate(header) if name in REQUIRED_COLUMNS}
+    raw = records.select(
+        "_row",
+        "_not_utf8",
+        F.col("r._corrupt").isNotNull().alias("_malformed"),
+        *[F.col(f"r.c{wanted[name]}").alias(name) for name in REQUIRED_COLUMNS],
+    )
+    problem_list = [
+        F.when(F.col("_not_utf8"), F.lit("_:the line is not valid UTF-8")),
+        F.when(
+            F.col("_malformed"),
+            F.lit(f"_:expected {len(header)} comma-separated fields as in the header"),
+        ),
+        *[F.concat(F.lit(f"{name}:"), message) for name, message in _problems(first_day)],
+    ]
+    checked = raw.withColumn(
+        "_problems", F.filter(F.array(*problem_list), lambda p: p.isNotNull())
+    ).persist()
+    try:
+        bad = checked.where(F.size("_problems") > 0)
+        n_bad = bad.count()
+        if n_bad:
+            sample = bad.orderBy("_row").select("_row", "_problems").limit(MAX_REPORTED_ERRORS)
+            rows = sample.collect()
+            _raise_row_problems(lines, path, [(r["_row"], r["_problems"]) for r in rows], n_bad)
+        _check_duplicates(lines, checked, path)
+        # identical lines of one order are a re-delivery, kept once
+        events = (
+            checked.select(
+                "order_id",
+                _timestamp("order_timestamp").alias("order_timestamp"),
+                "cpf",
+                _timestamp("chargeback_timestamp").alias("chargeback_timestamp"),
+            )
+            .dropDuplicates()
+            .persist()
+        )
+        orders = events.count()
+    finally:
+        checked.unpersist()
+    return LandingBatch(
+        events=events,
+        orders=orders,
+        header=header,
+        ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
+    )
+
+
+def _raise_row_problems(
+    lines: DataFrame, path: str, rows: list[tuple[int, list[str]]], total: int
+) -> None:
+    numbers = _line_numbers(lines, [row_id for row_id, _ in rows])
+    problems: list[tuple[int | None, str | None, str]] = []
+    for row_id, messages in rows:
+        for message in messages:
+            column, text = message.split(":", 1)
+            problems.append((numbers[row_id], None if column == "_" else column, text))
+    raise LandingFileError(path, problems[:MAX_REPORTED_ERRORS], total)
+
+
+def _check_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> None:
+    """The same order_id twice is fine when both lines agree (a re-delivery), an error if not."""
+    by_id = Window.partitionBy("order_id")
+    versions = F.size(
+        F.collect_set(
+            F.concat_ws(
+                "\u0000", "order_timestamp", "cpf", F.coalesce("chargeback_timestamp", F.lit(""))
+            )
+        ).over(by_id)
+    )
+    conflicts = checked.select("_row", "order_id", versions.alias("versions")).where(
+        F.col("versions") > 1
+    )
+    rows = conflicts.orderBy("order_id", "_row").limit(MAX_REPORTED_ERRORS).collect()
+    if not rows:
+        return
+    total = conflicts.count()
+    numbers = _line_numbers(lines, [r["_row"] for r in rows])
+    raise LandingFileError(
+        path,
+        [
+            (numbers[r["_row"]], "order_id", "the same order_id appears with different values")
+            for r in rows
+        ],
+        total,
+    )

@@ -1,0 +1,75 @@
+"""Resources: where the data lives and the Spark session every asset of a run shares."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+from pyspark.sql import SparkSession
+
+DEFAULT_DATA_DIR = "data"
+
+
+class DataDir(dg.ConfigurableResource):
+    """The one directory holding the landing file and every output.
+
+    `path=None` means `$LEGITI_DATA_DIR`, else `data`. It is read when a run uses it, not at
+    import: `dg.EnvVar` has no default, so an unset variable would fail every run.
+    """
+
+    path: str | None = Field(default=None, description="Data directory; $LEGITI_DATA_DIR.")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path or os.environ.get("LEGITI_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
+
+    def resolve(self, relative: str) -> Path:
+        """`relative` under the root; refuses anything that would escape it."""
+        root = self.root.resolve()
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root):
+            raise ValueError(f"{relative!r} escapes the data directory {root}")
+        return target
+
+    @property
+    def landing_file(self) -> Path:
+        return self.resolve("order_events/input.csv")
+
+
+class SparkResource(dg.ConfigurableResource):
+    """A Spark session, started once per run process and shared by its steps.
+
+    `master=None` means `$LEGITI_SPARK_MASTER`, else `local[*]`: `spark://host:7077`,
+    `k8s://...` or `yarn` run the same assets on a cluster.
+    """
+
+    master: str | None = Field(default=None, description="Spark master; $LEGITI_SPARK_MASTER.")
+    app_name: str = "legiti-assets"
+    shuffle_partitions: int = Field(
+        default=8, description="spark.sql.shuffle.partitions: small by default, data is small."
+    )
+    driver_memory: str = "2g"
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark settings, e.g. executor memory."
+    )
+
+    def resolved_master(self) -> str:
+        return self.master or os.environ.get("LEGITI_SPARK_MASTER") or "local[*]"
+
+    def get_session(self) -> SparkSession:
+        builder = (
+            SparkSession.builder.master(self.resolved_master())
+            .appName(self.app_name)
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
+            .config("spark.driver.memory", self.driver_memory)
+            .config("spark.ui.showConsoleProgress", "false")
+            # Parquet timestamps stay instants whatever the reader's time zone
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        )
+        for key, value in self.conf.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("ERROR")
+        return session

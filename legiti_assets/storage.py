@@ -1,0 +1,85 @@
+"""Atomic replacement of Parquet directories, so no reader ever sees a half-written day.
+
+A write lands in a staging directory first; each day (or a whole unpartitioned table) is then
+swapped in with one `renameat2(RENAME_EXCHANGE)` call: readers see the old files or the new
+ones, never a mix. Staging and trash live under `<data>/.staging`, on the same file system and
+outside every table, so Spark, pandas and DuckDB globs never pick them up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def day_dir(table: Path, day: dt.date) -> Path:
+    """Hive-style day directory, unpadded like Spark's `partitionBy(year, month, day)`."""
+    return table / f"year={day.year}" / f"month={day.month}" / f"day={day.day}"
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Atomically swap two existing paths (Linux renameat2)."""
+    result = _libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"renameat2 exchange failed: {os.strerror(errno)}", str(a))
+
+
+def replace_dir(new: Path | None, live: Path, trash: Path) -> None:
+    """Make `live` hold what `new` holds (or nothing when `new` is None), atomically."""
+    if new is not None and live.exists():
+        exchange(new, live)
+        shutil.rmtree(new)  # after the exchange `new` holds the old files
+    elif new is not None:
+        live.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(new, live)
+    elif live.exists():
+        trash.mkdir(parents=True, exist_ok=True)
+        gone = trash / uuid.uuid4().hex
+        os.rename(live, gone)
+        shutil.rmtree(gone)
+        _remove_empty_parents(live.parent, stop=live.parents[2])
+
+
+def _remove_empty_parents(path: Path, stop: Path) -> None:
+    while path != stop and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        path = path.parent
+
+
+def existing_days(table: Path, days: Iterable[dt.date]) -> list[Path]:
+    return [d for d in (day_dir(table, day) for day in days) if d.is_dir()]
+
+
+def stored_days(table: Path) -> list[dt.date]:
+    """Every day directory of a table, sorted."""
+    days = []
+    for path in table.glob("year=*/month=*/day=*"):
+        year, month, day = (
+            int(p.name.split("=", 1)[1]) for p in (path.parents[1], path.parent, path)
+        )
+        days.append(dt.date(year, month, day))
+    return sorted(days)
+
+
+def staging_dir(root: Path, name: str, run_id: str) -> Path:
+    """A fresh staging directory for one write of `name` by one run."""
+    return root / ".staging" / name / f"{run_id}-{uuid.uuid4().hex[:8]}"
+
+
+def clean_staging(root: Path, name: str, keep: Path | None = None) -> None:
+    """Drop what earlier runs that died left behind for `name`."""
+    base = root / ".staging" / name
+    if base.is_dir():
+        for leftover in base.iterdir():
+            if leftover != keep:
+                shutil.rmtree(leftover, ignore_errors=True)

@@ -1,0 +1,45 @@
+"""Reading what the assets stored, the way a user of the store would."""
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+FEATURE_STORE = "feature_store/historical/user"
+
+
+def read_table(path: Path) -> list[tuple]:
+    """Rows of a Parquet table (partition columns dropped), sorted, with naive UTC datetimes."""
+    if not path.exists():
+        return []
+    df = pd.read_parquet(path)
+    df = df.drop(columns=[c for c in ("year", "month", "day") if c in df.columns])
+    for column in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[column]):
+            df[column] = df[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    rows = []
+    for record in df.itertuples(index=False):
+        rows.append(tuple(_plain(v) for v in record))
+    return sorted(rows, key=lambda r: tuple((v is None, str(v)) for v in r))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def feature_rows(data_dir: Path, name: str) -> list[tuple]:
+    return read_table(data_dir / FEATURE_STORE / name)
+
+
+def dataset_rows(data_dir: Path) -> list[tuple]:
+    return read_table(data_dir / "datasets" / "awesome_dataset")
+
+
+def t(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)

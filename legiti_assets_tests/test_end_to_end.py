@@ -1,0 +1,149 @@
+"""The main job on the seed's sample: every output equals the contract, worked out by hand."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from legiti_assets import run
+from legiti_assets_tests.conftest import resources_for
+from legiti_assets_tests.helpers import FEATURE_STORE, dataset_rows, feature_rows, t
+
+# State of user x on day D counts orders with D - w <= t < D. x ordered on 2018-05-12,
+# 2020-05-10, -11, -12, -13, 2020-07-15 and -16; y on 2020-04-12; z on 2020-05-11.
+USER_ORDERS = sorted(
+    [
+        ("x", t("2018-05-13"), 1, 1, 1),
+        ("x", t("2018-05-16"), 0, 1, 1),
+        ("x", t("2018-05-20"), 0, 0, 1),
+        ("x", t("2018-06-12"), 0, 0, 0),
+        ("x", t("2020-05-11"), 1, 1, 1),
+        ("x", t("2020-05-12"), 2, 2, 2),
+        ("x", t("2020-05-13"), 3, 3, 3),
+        ("x", t("2020-05-14"), 3, 4, 4),
+        ("x", t("2020-05-15"), 2, 4, 4),
+        ("x", t("2020-05-16"), 1, 4, 4),
+        ("x", t("2020-05-17"), 0, 4, 4),
+        ("x", t("2020-05-18"), 0, 3, 4),
+        ("x", t("2020-05-19"), 0, 2, 4),
+        ("x", t("2020-05-20"), 0, 1, 4),
+        ("x", t("2020-05-21"), 0, 0, 4),
+        ("x", t("2020-06-10"), 0, 0, 3),
+        ("x", t("2020-06-11"), 0, 0, 2),
+        ("x", t("2020-06-12"), 0, 0, 1),
+        ("x", t("2020-06-13"), 0, 0, 0),
+        ("x", t("2020-07-16"), 1, 1, 1),
+        ("x", t("2020-07-17"), 2, 2, 2),
+        ("y", t("2020-04-13"), 1, 1, 1),
+        ("y", t("2020-04-16"), 0, 1, 1),
+        ("y", t("2020-04-20"), 0, 0, 1),
+        ("y", t("2020-05-13"), 0, 0, 0),
+        ("z", t("2020-05-12"), 1, 1, 1),
+        ("z", t("2020-05-15"), 0, 1, 1),
+        ("z", t("2020-05-19"), 0, 0, 1),
+        ("z", t("2020-06-11"), 0, 0, 0),
+    ]
+)
+# x's chargebacks are dated 2020-05-12 20:00, 2020-07-01 11:00 and 2020-07-14 12:00.
+USER_CHARGEBACKS = sorted(
+    [
+        ("x", t("2020-05-13"), 1, 1, 1),
+        ("x", t("2020-05-16"), 0, 1, 1),
+        ("x", t("2020-05-20"), 0, 0, 1),
+        ("x", t("2020-06-12"), 0, 0, 0),
+        ("x", t("2020-07-02"), 1, 1, 1),
+        ("x", t("2020-07-05"), 0, 1, 1),
+        ("x", t("2020-07-09"), 0, 0, 1),
+        ("x", t("2020-07-15"), 1, 1, 2),
+    ]
+)
+# Order h (2020-07-15 02:00) has no user_orders row that day, but a user_chargebacks one: its
+# chargeback features must be (1, 1, 2), which the seed's join missed.
+AWESOME_DATASET = sorted(
+    [
+        ("a", t("2018-05-12 00:00:01"), None, "x", 0, 0, 0, 0, 0, 0),
+        ("b", t("2020-04-12 10:00:00"), None, "y", 0, 0, 0, 0, 0, 0),
+        ("c", t("2020-05-10 00:00:01"), None, "x", 0, 0, 0, 0, 0, 0),
+        ("d", t("2020-05-11 12:00:00"), None, "z", 0, 0, 0, 0, 0, 0),
+        ("e", t("2020-05-11 15:00:00"), t("2020-05-12 20:00:00"), "x", 1, 1, 1, 0, 0, 0),
+        ("f", t("2020-05-12 21:00:00"), t("2020-07-01 11:00:00"), "x", 2, 2, 2, 0, 0, 0),
+        ("g", t("2020-05-13 22:00:00"), t("2020-07-14 12:00:00"), "x", 3, 3, 3, 1, 1, 1),
+        ("h", t("2020-07-15 02:00:00"), None, "x", 0, 0, 0, 1, 1, 2),
+        ("i", t("2020-07-16 14:00:00"), None, "x", 1, 1, 1, 1, 1, 2),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, spark) -> tuple[Path, dg.DagsterInstance]:
+    """The main job's three runs over the default range, on a copy of the sample."""
+    from legiti_assets_tests.conftest import SAMPLE
+
+    data_dir = tmp_path_factory.mktemp("sample")
+    (data_dir / "order_events").mkdir()
+    (data_dir / "order_events" / "input.csv").write_bytes(SAMPLE.read_bytes())
+    instance = dg.DagsterInstance.ephemeral()
+    run.materialize(dt.date(2018, 5, 12), dt.date(2020, 7, 17), instance, resources_for(data_dir))
+    return data_dir, instance
+
+
+def test_user_orders_equal_the_contract(built) -> None:
+    assert feature_rows(built[0], "user_orders") == USER_ORDERS
+
+
+def test_user_chargebacks_equal_the_contract(built) -> None:
+    assert feature_rows(built[0], "user_chargebacks") == USER_CHARGEBACKS
+
+
+def test_awesome_dataset_equals_the_contract(built) -> None:
+    assert dataset_rows(built[0]) == AWESOME_DATASET
+
+
+def test_awesome_dataset_columns_in_contract_order(built) -> None:
+    import pandas as pd
+
+    columns = list(pd.read_parquet(built[0] / "datasets" / "awesome_dataset").columns)
+    assert columns == [
+        "order_id",
+        "timestamp",
+        "chargeback_timestamp",
+        "cpf",
+        *[f"cpf_orders__count_over_{w}_days_rolling_windows" for w in (3, 7, 30)],
+        *[f"cpf_chargebacks__count_over_{w}_days_rolling_windows" for w in (3, 7, 30)],
+    ]
+
+
+def test_historical_store_layout_is_hive_by_year_month_day(built) -> None:
+    table = built[0] / FEATURE_STORE / "user_orders"
+    assert (table / "year=2020" / "month=5" / "day=13").is_dir()
+    assert (table / "year=2018" / "month=6" / "day=12").is_dir()
+    days = sorted(table.glob("year=*/month=*/day=*"))
+    assert len(days) == len({row[1] for row in USER_ORDERS})
+
+
+def test_duckdb_reads_the_store_as_one_table(built) -> None:
+    table = built[0] / FEATURE_STORE / "user_chargebacks"
+    rows = duckdb.sql(
+        f"select cpf, sum(cpf_chargebacks__count_over_30_days_rolling_windows), count(*) "
+        f"from read_parquet('{table}/**/*.parquet', hive_partitioning = true) group by cpf"
+    ).fetchall()
+    assert rows == [("x", 8, 8)]
+
+
+def test_every_check_of_every_run_passed(built) -> None:
+    instance = built[1]
+    evaluations = instance.get_records_for_run  # noqa: F841 - keeps the intent readable
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    results = {
+        (
+            r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
+            r.event_log_entry.dagster_event.event_specific_data.check_name,
+        ): r.event_log_entry.dagster_event.event_specific_data.passed
+        for r in records
+    }
+    assert len(results) == 4 + 3 + 2 * 6 + 3
+    assert all(results.values()), results
