@@ -164,7 +164,8 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
     records = lines.where((F.col("_row") > 0) & (F.trim("value") != "")).select(
         "_row",
-        F.col("value").contains("\ufffd").alias("_not_utf8"),
+        # Spark keeps the raw bytes; decoding replaces invalid ones, so a round trip differs
+        (F.encode("value", "UTF-8") != F.col("value").cast("binary")).alias("_not_utf8"),
         F.from_csv(
             "value", schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
         ).alias("r"),

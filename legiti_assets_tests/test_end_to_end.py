@@ -134,7 +134,6 @@ def test_duckdb_reads_the_store_as_one_table(built) -> None:
 
 def test_every_check_of_every_run_passed(built) -> None:
     instance = built[1]
-    evaluations = instance.get_records_for_run  # noqa: F841 - keeps the intent readable
     records = instance.get_event_records(
         dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     )

@@ -1,0 +1,171 @@
+"""Pure logic: reading the butterfree declarations, rolling counts and the point-in-time join."""
+
+import datetime as dt
+import random
+
+import pytest
+from butterfree.constants import DataType
+from butterfree.transform.aggregated_feature_set import AggregatedFeatureSet
+from butterfree.transform.features import Feature, KeyFeature, TimestampFeature
+from butterfree.transform.transformations import AggregatedTransform
+from butterfree.transform.utils import Function
+from pyspark.sql import functions as F
+
+from legiti_assets.feature_sets import user_chargebacks, user_orders
+from legiti_assets.rolling import (
+    asof_column,
+    compute_rolling_counts,
+    point_in_time_join,
+    rolling_count_spec,
+)
+from legiti_assets_tests import reference
+
+ORDERS = rolling_count_spec(user_orders)
+CHARGEBACKS = rolling_count_spec(user_chargebacks)
+
+
+def test_specs_follow_the_declarations() -> None:
+    assert ORDERS.columns == user_orders.columns
+    assert CHARGEBACKS.columns == [
+        "cpf",
+        "timestamp",
+        "cpf_chargebacks__count_over_3_days_rolling_windows",
+        "cpf_chargebacks__count_over_7_days_rolling_windows",
+        "cpf_chargebacks__count_over_30_days_rolling_windows",
+    ]
+    assert [c.days for c in ORDERS.counts] == [3, 7, 30]
+    assert ORDERS.lookback_days == 31
+    assert (ORDERS.event_timestamp, CHARGEBACKS.event_timestamp) == (
+        "order_timestamp",
+        "chargeback_timestamp",
+    )
+    assert all(c.description for c in ORDERS.counts + CHARGEBACKS.counts)
+
+
+def _declaration(function, windows: list[str]) -> AggregatedFeatureSet:
+    return AggregatedFeatureSet(
+        name="s",
+        entity="user",
+        description="d",
+        keys=[KeyFeature(name="cpf", description="k", dtype=DataType.STRING)],
+        timestamp=TimestampFeature(from_column="t"),
+        features=[
+            Feature(
+                name="f",
+                description="f",
+                transformation=AggregatedTransform(
+                    functions=[Function(function, DataType.INTEGER)]
+                ),
+            )
+        ],
+    ).with_windows(definitions=windows)
+
+
+@pytest.mark.parametrize(
+    ("function", "windows", "message"),
+    [(F.sum, ["3 days"], "only count"), (F.count, ["2 hours"], "only windows in days")],
+)
+def test_declarations_this_engine_cannot_compute_are_refused(function, windows, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        rolling_count_spec(_declaration(function, windows))
+
+
+def _events(spark, rows: list[tuple[str, dt.datetime]]):
+    return spark.createDataFrame(rows, "cpf string, order_timestamp timestamp")
+
+
+def _rows(df) -> list[tuple]:
+    return sorted(tuple(r) for r in df.collect())
+
+
+def test_window_edges_at_midnight(spark) -> None:
+    """An event at exactly 00:00 of day d counts from d + 1 through d + w, and not on d + w + 1."""
+    events = [("u", dt.datetime(2020, 1, 1)), ("u", dt.datetime(2020, 1, 1, 23, 59, 59))]
+    got = _rows(
+        compute_rolling_counts(
+            _events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 3, 1)
+        )
+    )
+    assert got == [
+        ("u", dt.datetime(2020, 1, 2), 2, 2, 2),
+        ("u", dt.datetime(2020, 1, 5), 0, 2, 2),
+        ("u", dt.datetime(2020, 1, 9), 0, 0, 2),
+        ("u", dt.datetime(2020, 2, 1), 0, 0, 0),
+    ]
+
+
+def test_entering_and_leaving_on_the_same_day_is_no_change(spark) -> None:
+    """An event leaving the 3-day window as another enters it: only longer windows change."""
+    events = [("u", dt.datetime(2020, 1, 1, 5)), ("u", dt.datetime(2020, 1, 4, 5))]
+    got = _rows(
+        compute_rolling_counts(
+            _events(spark, events), ORDERS, dt.date(2020, 1, 5), dt.date(2020, 1, 5)
+        )
+    )
+    assert got == [("u", dt.datetime(2020, 1, 5), 1, 2, 2)]
+    assert _rows(
+        compute_rolling_counts(
+            _events(spark, [("u", dt.datetime(2020, 1, 1)), ("u", dt.datetime(2020, 1, 31))]),
+            rolling_count_spec(user_orders),
+            dt.date(2020, 2, 1),
+            dt.date(2020, 2, 1),
+        )
+    ) == [("u", dt.datetime(2020, 2, 1), 1, 1, 1)]
+
+
+def test_events_outside_the_lookback_are_ignored(spark) -> None:
+    events = [("u", dt.datetime(2019, 1, 1)), ("u", dt.datetime(2020, 3, 1))]
+    got = compute_rolling_counts(
+        _events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 2, 28)
+    )
+    assert _rows(got) == []
+
+
+def test_random_events_match_the_reference_model(spark) -> None:
+    rng = random.Random(11)
+    start = dt.datetime(2020, 1, 1)
+    events = [
+        (f"u{rng.randrange(6)}", start + dt.timedelta(seconds=rng.randrange(90 * 86400)))
+        for _ in range(300)
+    ]
+    first, last = dt.date(2020, 1, 20), dt.date(2020, 4, 20)
+    got = _rows(compute_rolling_counts(_events(spark, events), ORDERS, first, last))
+    assert got == reference.feature_rows(events, first, last)
+    assert len(got) > 100
+
+
+def test_point_in_time_join_takes_each_feature_set_independently(spark) -> None:
+    orders = spark.createDataFrame(
+        [
+            ("o1", dt.datetime(2020, 7, 15, 2), "x"),
+            ("o2", dt.datetime(2020, 7, 16, 0), "x"),
+            ("o3", dt.datetime(2020, 7, 1, 9), "new"),
+        ],
+        "order_id string, order_timestamp timestamp, cpf string",
+    )
+    order_states = spark.createDataFrame(
+        [("x", dt.datetime(2020, 6, 13), 0, 0, 0), ("x", dt.datetime(2020, 7, 16), 1, 1, 1)],
+        "cpf string, timestamp timestamp, a int, b int, c int",
+    ).toDF(*ORDERS.columns)
+    chargeback_states = spark.createDataFrame(
+        [("x", dt.datetime(2020, 7, 15), 1, 1, 2), ("x", dt.datetime(2020, 7, 17), 0, 1, 2)],
+        "cpf string, timestamp timestamp, a int, b int, c int",
+    ).toDF(*CHARGEBACKS.columns)
+    joined = point_in_time_join(
+        orders,
+        [(ORDERS, order_states), (CHARGEBACKS, chargeback_states)],
+        order_timestamp="order_timestamp",
+    )
+    columns = [
+        "order_id",
+        asof_column("user_orders"),
+        asof_column("user_chargebacks"),
+        *[c.column for c in ORDERS.counts + CHARGEBACKS.counts],
+    ]
+    got = sorted(tuple(r) for r in joined.select(*columns).collect())
+    assert got == [
+        ("o1", dt.datetime(2020, 6, 13), dt.datetime(2020, 7, 15), 0, 0, 0, 1, 1, 2),
+        # a state dated exactly at the order's instant applies to it
+        ("o2", dt.datetime(2020, 7, 16), dt.datetime(2020, 7, 15), 1, 1, 1, 1, 1, 2),
+        ("o3", None, None, 0, 0, 0, 0, 0, 0),
+    ]
