@@ -12,8 +12,9 @@ START ?= 2018-05-12
 END ?= 2020-07-17
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DAGSTER_PORT ?= 3000
 
-.PHONY: help install awesome-dataset dev test lint format clean
+.PHONY: help install awesome-dataset dev serve bench-online test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,8 +33,22 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END (YYYY-MM-DD) and awesome_dataset
 	$(RUN) python -m legiti_assets.run --start $(START) --end $(END)
 
-dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:PORT (default port 3000)
-	$(RUN) dagster dev -h $(HOST) -p 3000 -w workspace.yaml
+dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTER_PORT (default 127.0.0.1:3000)
+	$(RUN) dagster dev -h $(HOST) -p $(DAGSTER_PORT) -w workspace.yaml
+
+serve: install ## serve the online store over HTTP on HOST:PORT (GET /features/user/{cpf})
+	$(RUN) python -m legiti_assets.server --host $(HOST) --port $(PORT)
+
+BENCH_REDIS_PORT ?= 6392
+bench-online: install ## p50/p99 reads and load rate of both online stores (100k users)
+	@if command -v redis-server >/dev/null; then \
+		redis-server --port $(BENCH_REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null; \
+		trap 'redis-cli -p $(BENCH_REDIS_PORT) shutdown nosave >/dev/null 2>&1' EXIT; \
+		$(RUN) python benchmarks/bench_online.py --users 100000 --redis-url redis://127.0.0.1:$(BENCH_REDIS_PORT)/0; \
+	else \
+		echo "redis-server not found (apt-get install redis-server): SQLite only"; \
+		$(RUN) python benchmarks/bench_online.py --users 100000; \
+	fi
 
 lint: install ## ruff lint and format check
 	$(RUN) ruff check .

@@ -5,6 +5,7 @@ is replaced, including days the new output has no rows for, and no other day is 
 """
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -13,11 +14,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from legiti_assets import storage
-from legiti_assets.resources import DataDir, SparkResource
+from legiti_assets.catalog import ONLINE_TABLES
+from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
+from legiti_assets.rolling import TIMESTAMP
 
 PARTITION_COLUMNS = ("year", "month", "day")
 # Definition metadata key naming the timestamp column that dates each row of a daily asset.
 PARTITION_EXPR = "partition_expr"
+# Where the historical feature store of the `user` entity lives under the data directory.
+FEATURE_STORE_DIR = "feature_store/historical/user"
 
 
 def days_of(window: dg.TimeWindow) -> list[dt.date]:
@@ -118,3 +123,41 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} is not materialized: {table} is missing"
             )
         return spark.read.schema(spark_ddl(schema)).parquet(str(table))
+
+
+class OnlineStoreIOManager(dg.ConfigurableIOManager):
+    """Writes each key's latest state to the online store; the store keeps a state only if it is
+    not older than the one it has, so partitions can land in any order."""
+
+    store: OnlineStoreResource
+
+    def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
+        if obj is None:
+            return
+        table = ONLINE_TABLES[context.definition_metadata["feature_set"]]
+        # epoch seconds: collected Spark timestamps would be in the driver's local time zone
+        rows = obj.select(
+            table.key, F.col(TIMESTAMP).cast("long"), *table.feature_columns
+        ).toLocalIterator(prefetchPartitions=True)
+        offered = 0
+
+        def states() -> Iterator[tuple[str, dt.datetime, list[int]]]:
+            nonlocal offered
+            for row in rows:
+                offered += 1
+                yield row[0], dt.datetime.fromtimestamp(row[1], tz=dt.UTC), list(row[2:])
+
+        with self.store.open() as store:
+            applied = store.write_latest(table, states())
+            latest = store.latest_timestamp(table)
+        context.add_output_metadata(
+            {
+                "states_offered": offered,
+                "states_applied": applied,
+                "store": self.store.redacted_url(),
+                "store_latest_timestamp": str(latest),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> DataFrame:
+        raise NotImplementedError("the online store is read by the feature server, not assets")

@@ -2,10 +2,13 @@
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
 from pyspark.sql import SparkSession
+
+from legiti_assets.online_store import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
 
@@ -73,3 +76,32 @@ class SparkResource(dg.ConfigurableResource):
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
         return session
+
+
+class OnlineStoreResource(dg.ConfigurableResource):
+    """The online feature store: latest state per key, for the model service.
+
+    `url=None` means `$LEGITI_ONLINE_STORE`, else SQLite at `<data>/online_store.db`;
+    `redis://host:port/db` selects Redis.
+    """
+
+    data: DataDir
+    url: str | None = Field(default=None, description="Store URL; $LEGITI_ONLINE_STORE.")
+    redis_key_prefix: str = "legiti"
+
+    def resolved_url(self) -> str:
+        default = f"sqlite:///{self.data.resolve('online_store.db')}"
+        return self.url or os.environ.get("LEGITI_ONLINE_STORE") or default
+
+    def redacted_url(self) -> str:
+        """The URL without a password, safe for logs and metadata."""
+        parts = urlsplit(self.resolved_url())
+        if parts.password is None:
+            return parts.geturl()
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return parts._replace(netloc=netloc).geturl()
+
+    def open(self) -> OnlineStore:
+        return open_online_store(self.resolved_url(), redis_key_prefix=self.redis_key_prefix)

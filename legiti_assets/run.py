@@ -13,10 +13,15 @@ import dagster as dg
 
 from legiti_assets.definitions import defs
 from legiti_assets.partitions import FIRST_DAY, LOOKBACK_DAYS
-from legiti_assets.resources import DataDir
+from legiti_assets.resources import DataDir, OnlineStoreResource
 
 RAW = ["order_events", "chargeback_events"]
-FEATURE_SETS = ["user_orders", "user_chargebacks"]
+FEATURE_SETS = [
+    "user_orders",
+    "user_chargebacks",
+    "user_orders_online",
+    "user_chargebacks_online",
+]
 
 
 def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
@@ -49,7 +54,7 @@ def materialize(
     resources: dict[str, object] | None = None,
 ) -> None:
     """Run `plan(start, end)`; raise SystemExit naming the assets of a failed run."""
-    assets = list(defs.assets or [])
+    assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     resources = resources or dict(defs.resources or {})
     for selection, tags in plan(start, end):
         result = dg.materialize(
@@ -64,8 +69,11 @@ def materialize(
             name = materialization.asset_key.to_user_string()
             if name not in seen:
                 seen.add(name)
-                rows = materialization.metadata["dagster/row_count"].value
-                print(f"{name}: {rows} rows")
+                metadata = materialization.metadata
+                if "dagster/row_count" in metadata:
+                    print(f"{name}: {metadata['dagster/row_count'].value} rows")
+                else:
+                    print(f"{name}: {metadata['states_applied'].value} states written")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     root = DataDir().root
     print(f"historical feature store: {root / 'feature_store/historical/user'}")
     print(f"training dataset:         {root / 'datasets/awesome_dataset'}")
+    print(f"online feature store:     {OnlineStoreResource(data=DataDir()).redacted_url()}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,10 @@ from legiti_assets.definitions import build_resources
 from legiti_assets.resources import DataDir, SparkResource
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "order_events" / "input.csv"
+# collected Spark timestamps are in the process's local time zone: make it UTC like the data
+os.environ["TZ"] = "UTC"
+time.tzset()
+
 TEST_SPARK = SparkResource(master="local[2]", shuffle_partitions=2, driver_memory="1g")
 
 

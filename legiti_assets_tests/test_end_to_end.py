@@ -144,5 +144,47 @@ def test_every_check_of_every_run_passed(built) -> None:
         ): r.event_log_entry.dagster_event.event_specific_data.passed
         for r in records
     }
-    assert len(results) == 4 + 3 + 2 * 6 + 3
+    assert len(results) == 4 + 3 + 2 * 6 + 3 + 2
     assert all(results.values()), results
+
+
+def test_online_store_holds_every_users_latest_state(built) -> None:
+    from legiti_assets.catalog import ONLINE_TABLES
+    from legiti_assets.online_store import SQLiteOnlineStore
+
+    with SQLiteOnlineStore(built[0] / "online_store.db") as store:
+        got = store.get_features("user", ["x", "y", "z"], list(ONLINE_TABLES.values()))
+    counts = {
+        cpf: (
+            [v for k, v in features.items() if k.startswith("cpf_orders")],
+            [v for k, v in features.items() if k.startswith("cpf_chargebacks")],
+            features["user_orders__timestamp"],
+            features["user_chargebacks__timestamp"],
+        )
+        for cpf, features in got.items()
+    }
+    utc = dt.timezone.utc
+    assert counts == {
+        "x": (
+            [2, 2, 2],
+            [1, 1, 2],
+            dt.datetime(2020, 7, 17, tzinfo=utc),
+            dt.datetime(2020, 7, 15, tzinfo=utc),
+        ),
+        "y": ([0, 0, 0], [0, 0, 0], dt.datetime(2020, 5, 13, tzinfo=utc), None),
+        "z": ([0, 0, 0], [0, 0, 0], dt.datetime(2020, 6, 11, tzinfo=utc), None),
+    }
+
+
+def test_feature_server_returns_the_online_state(built) -> None:
+    from starlette.testclient import TestClient
+
+    from legiti_assets.online_store import SQLiteOnlineStore
+    from legiti_assets.server import USER_FEATURE_SETS, create_app
+
+    app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), USER_FEATURE_SETS)
+    with TestClient(app) as client:
+        body = client.get("/features/user/x").json()
+    assert body["features"]["cpf_chargebacks__count_over_30_days_rolling_windows"] == 2
+    assert body["features"]["cpf_orders__count_over_3_days_rolling_windows"] == 2
+    assert body["timestamps"]["user_chargebacks"].startswith("2020-07-15")

@@ -1,0 +1,525 @@
+"""Online feature store: the latest state per entity key, for low-latency serving.
+
+Each feature set is a table of states ``(key, timestamp, counts...)``. The online store keeps only
+the newest state per key and never lets an older state overwrite a newer one, so re-running a
+historical backfill after a recent materialization is harmless.
+
+Backends:
+
+* ``SQLiteOnlineStore``: one file, one table per feature set, timestamps as INTEGER epoch seconds.
+* ``RedisOnlineStore``: one hash per (feature set, key) at ``<prefix>:<feature set>:<key>`` with
+  the feature columns plus ``timestamp`` (epoch seconds); per-table bookkeeping (row count and
+  newest timestamp) lives at ``<prefix>:#meta:<feature set>:{count,latest}``.
+
+Timestamps: aware datetimes are converted to UTC; naive datetimes are taken to already be UTC
+(what Spark's ``toPandas()`` yields with ``spark.sql.session.timeZone=UTC``). Reads return aware
+UTC datetimes. Precision is one second, which is plenty for daily states.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+# Entities the store can serve, mapped to the name of their key column.
+ENTITY_KEYS: dict[str, str] = {"user": "cpf"}
+
+DEFAULT_BATCH_SIZE = 5000
+TIMESTAMP_FIELD = "timestamp"
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Redis prefixes are matched with SCAN globs by tools and tests, so keep them glob- and colon-free.
+_REDIS_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
+# SQLite's default limit on bound parameters is 32766; stay far below it.
+_SQLITE_READ_CHUNK = 500
+
+Row = tuple[str, datetime, Sequence[int]]
+Features = dict[str, Any]
+
+
+def _check_identifier(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ValueError(f"invalid {kind} {value!r}: must match {_IDENTIFIER.pattern}")
+    return value
+
+
+@dataclass(frozen=True)
+class FeatureSetTable:
+    """Where a feature set lives in the online store and which integer columns it has."""
+
+    name: str
+    key: str
+    feature_columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        # Names end up in SQL and Redis keys, so they are validated once, here.
+        _check_identifier("feature set name", self.name)
+        _check_identifier("key column", self.key)
+        columns = tuple(self.feature_columns)
+        object.__setattr__(self, "feature_columns", columns)
+        if not columns:
+            raise ValueError(f"feature set {self.name!r} has no feature columns")
+        for column in columns:
+            _check_identifier("feature column", column)
+        reserved = {self.key, TIMESTAMP_FIELD}
+        if len(set(columns)) != len(columns) or reserved & set(columns):
+            raise ValueError(
+                f"feature set {self.name!r}: columns must be unique and must not be "
+                f"{sorted(reserved)}: {columns}"
+            )
+
+    @property
+    def timestamp_feature(self) -> str:
+        """Name under which ``get_features`` reports this feature set's state timestamp."""
+        return f"{self.name}__{TIMESTAMP_FIELD}"
+
+
+def to_epoch_seconds(ts: datetime) -> int:
+    if not isinstance(ts, datetime):
+        raise ValueError(f"timestamp must be a datetime, got {type(ts).__name__}: {ts!r}")
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return math.floor(ts.timestamp())
+
+
+def from_epoch_seconds(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _as_count(value: Any) -> int:
+    # Accepts numpy/pandas integers and integral floats (a pandas column with nulls turns
+    # float); rejects None, NaN, 2.5 and "3" instead of silently truncating or parsing them.
+    count = int(value)
+    if count != value:
+        raise ValueError(f"count {value!r} is not an integer")
+    return count
+
+
+def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _prepare(table: FeatureSetTable, batch: list[Row]) -> list[tuple[str, int, tuple[int, ...]]]:
+    """Validate a whole batch before touching the store, so a bad row rejects its entire batch."""
+    width = len(table.feature_columns)
+    prepared = []
+    for row in batch:
+        try:
+            key, ts, values = row
+            if not isinstance(key, str):
+                # An int cpf would already have lost its leading zeros.
+                raise ValueError(f"key must be a str, got {type(key).__name__}")
+            counts = tuple(_as_count(v) for v in values)
+            if len(counts) != width:
+                raise ValueError(f"expected {width} values {table.feature_columns}")
+            prepared.append((key, to_epoch_seconds(ts), counts))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"invalid row for {table.name}: {row!r}: {exc}") from exc
+    return prepared
+
+
+def _check_request(entity: str, feature_sets: Sequence[FeatureSetTable]) -> None:
+    if entity not in ENTITY_KEYS:
+        raise ValueError(f"unknown entity {entity!r}; known: {sorted(ENTITY_KEYS)}")
+    seen: set[str] = set()
+    for table in feature_sets:
+        if table.key != ENTITY_KEYS[entity]:
+            raise ValueError(f"feature set {table.name!r} is not keyed by entity {entity!r}")
+        names = {*table.feature_columns, table.timestamp_feature}
+        if seen & names:
+            raise ValueError(f"feature set {table.name!r} repeats columns {sorted(seen & names)}")
+        seen |= names
+
+
+@functools.cache
+def _no_state(table: FeatureSetTable) -> Features:
+    """What a key without stored state reads as: no events in any window, no timestamp.
+
+    Shared and cached: callers copy it (``dict.update``), never mutate it.
+    """
+    return {**dict.fromkeys(table.feature_columns, 0), table.timestamp_feature: None}
+
+
+def _empty_features(feature_sets: Sequence[FeatureSetTable]) -> Features:
+    features: Features = {}
+    for table in feature_sets:
+        features.update(_no_state(table))
+    return features
+
+
+class OnlineStore(ABC):
+    """Latest state per key for each feature set. Safe to share between threads."""
+
+    @abstractmethod
+    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
+        """Upsert ``(key, timestamp, counts)`` rows, streaming them in batches.
+
+        A row is applied only if no state is stored for its key or the stored timestamp is not
+        newer (an equal timestamp overwrites, so re-materializing a day replaces it). The check
+        runs atomically inside the store. Each batch is applied all-or-nothing; an invalid row
+        raises ValueError and leaves its batch unapplied (earlier batches stay applied).
+
+        Returns the number of rows applied, i.e. offered rows minus those skipped as stale.
+        """
+
+    @abstractmethod
+    def get_features(
+        self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
+    ) -> dict[str, Features]:
+        """Read the latest state of ``keys``, returned in request order (duplicates collapse).
+
+        Each key maps to every feature column of the requested sets (int) plus
+        ``<feature set>__timestamp`` (aware UTC datetime, or None when nothing is stored, in
+        which case all counts are 0). Raises ValueError for an unknown entity.
+        """
+
+    @abstractmethod
+    def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
+        """Newest state timestamp stored in ``table``, or None if it is empty."""
+
+    @abstractmethod
+    def count(self, table: FeatureSetTable) -> int:
+        """Number of keys with a stored state in ``table``."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot answer a query."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _SQLiteStatements:
+    upsert: str
+    select_prefix: str
+
+
+class SQLiteOnlineStore(OnlineStore):
+    """One SQLite file (WAL), one ``WITHOUT ROWID`` table per feature set keyed by the entity key.
+
+    A single connection is shared by all threads behind a lock: reads are tens of microseconds,
+    so serializing them costs less than a connection per thread. Separate processes (a Dagster
+    run writing while the server reads) coordinate through WAL and the busy timeout.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = str(path)
+        self.batch_size = batch_size
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so each batch is one transaction.
+        self._conn = sqlite3.connect(
+            self.path,
+            timeout=busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        self._lock = threading.Lock()
+        self._statements: dict[FeatureSetTable, _SQLiteStatements] = {}
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode is still crash-consistent; only the last commits can be lost on
+            # power failure, and they are re-materializable.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _prepared(self, table: FeatureSetTable) -> _SQLiteStatements:
+        """Create the table on first use and build its SQL. Call with the lock held."""
+        statements = self._statements.get(table)
+        if statements is not None:
+            return statements
+        # Identifiers were validated by FeatureSetTable, so quoting them here is safe.
+        name = f'"{table.name}"'
+        key = f'"{table.key}"'
+        columns = [f'"{c}"' for c in (TIMESTAMP_FIELD, *table.feature_columns)]
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} ({key} TEXT PRIMARY KEY NOT NULL, "
+            + ", ".join(f"{c} INTEGER NOT NULL" for c in columns)
+            + ") WITHOUT ROWID"
+        )
+        existing = {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
+        missing = [
+            c for c in (table.key, TIMESTAMP_FIELD, *table.feature_columns) if c not in existing
+        ]
+        if missing:
+            raise ValueError(
+                f"table {table.name!r} in {self.path} lacks columns {missing}; "
+                "drop it and re-materialize the feature set"
+            )
+        all_columns = [key, *columns]
+        statements = _SQLiteStatements(
+            upsert=(
+                f"INSERT INTO {name} ({', '.join(all_columns)}) "
+                f"VALUES ({', '.join('?' for _ in all_columns)}) "
+                f"ON CONFLICT({key}) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in columns)
+                + f' WHERE excluded."{TIMESTAMP_FIELD}" >= {name}."{TIMESTAMP_FIELD}"'
+            ),
+            select_prefix=f"SELECT {', '.join(all_columns)} FROM {name} WHERE {key} IN ",
+        )
+        self._statements[table] = statements
+        return statements
+
+    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
+        applied = 0
+        for batch in _batches(rows, self.batch_size):
+            params = [(key, ts, *counts) for key, ts, counts in _prepare(table, batch)]
+            with self._lock:
+                upsert = self._prepared(table).upsert
+                # IMMEDIATE takes the write lock up front, so concurrent writers wait on the busy
+                # timeout instead of failing on a read-to-write lock upgrade.
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # executemany sums the changes; a stale row skipped by the WHERE counts 0.
+                    applied += self._conn.executemany(upsert, params).rowcount
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    # Some errors (e.g. disk full) already rolled the transaction back.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+        return applied
+
+    def get_features(
+        self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
+    ) -> dict[str, Features]:
+        _check_request(entity, feature_sets)
+        result = {key: _empty_features(feature_sets) for key in keys}
+        unique = list(result)
+        with self._lock:
+            for table in feature_sets:
+                select_prefix = self._prepared(table).select_prefix
+                for start in range(0, len(unique), _SQLITE_READ_CHUNK):
+                    chunk = unique[start : start + _SQLITE_READ_CHUNK]
+                    sql = select_prefix + "(" + ",".join("?" * len(chunk)) + ")"
+                    for key, ts, *counts in self._conn.execute(sql, chunk):
+                        features = result[key]
+                        features.update(zip(table.feature_columns, counts, strict=True))
+                        features[table.timestamp_feature] = from_epoch_seconds(ts)
+        return result
+
+    def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
+        with self._lock:
+            self._prepared(table)
+            (ts,) = self._conn.execute(
+                f'SELECT MAX("{TIMESTAMP_FIELD}") FROM "{table.name}"'
+            ).fetchone()
+        return None if ts is None else from_epoch_seconds(ts)
+
+    def count(self, table: FeatureSetTable) -> int:
+        with self._lock:
+            self._prepared(table)
+            (n,) = self._conn.execute(f'SELECT COUNT(*) FROM "{table.name}"').fetchone()
+        return int(n)
+
+    def ping(self) -> None:
+        with self._lock:
+            self._conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+# Applies a chunk of rows in order, each only if it is not older than the stored state.
+# KEYS: per-table row counter, per-table newest timestamp, then one state hash per row.
+# ARGV: number of feature columns n, the n column names, then per row: timestamp, n values.
+_REDIS_WRITE_LATEST = """
+local n = tonumber(ARGV[1])
+local fields = {'timestamp', false}
+for c = 1, n do
+  fields[2 * c + 1] = ARGV[c + 1]
+end
+local newest_arg = redis.call('GET', KEYS[2])
+local newest = newest_arg and tonumber(newest_arg)
+local applied, added = 0, 0
+local pos = n + 2
+for k = 3, #KEYS do
+  local ts = tonumber(ARGV[pos])
+  local stored = redis.call('HGET', KEYS[k], 'timestamp')
+  if not stored or tonumber(stored) <= ts then
+    fields[2] = ARGV[pos]
+    for c = 1, n do
+      fields[2 * c + 2] = ARGV[pos + c]
+    end
+    redis.call('HSET', KEYS[k], unpack(fields))
+    applied = applied + 1
+    if not stored then
+      added = added + 1
+    end
+    if not newest or ts > newest then
+      newest, newest_arg = ts, ARGV[pos]
+    end
+  end
+  pos = pos + n + 1
+end
+if added > 0 then
+  redis.call('INCRBY', KEYS[1], added)
+end
+if applied > 0 then
+  redis.call('SET', KEYS[2], newest_arg)
+end
+return applied
+"""
+# Rows per script call: big enough to amortize per-command overhead, small enough that Redis is
+# never blocked for more than a few milliseconds.
+_REDIS_ROWS_PER_CALL = 500
+
+
+class RedisOnlineStore(OnlineStore):
+    """One Redis hash per (feature set, key); the conditional upsert is a server-side Lua script.
+
+    Bookkeeping keys live under ``<prefix>:#meta:`` (``#`` cannot appear in a feature set name, so
+    they never collide with state hashes) and make ``count`` and ``latest_timestamp`` O(1).
+    They assume nothing else deletes state hashes under the prefix.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "legiti",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        if not _REDIS_PREFIX.fullmatch(key_prefix):
+            raise ValueError(
+                f"invalid Redis key prefix {key_prefix!r}: must match {_REDIS_PREFIX.pattern}"
+            )
+        self.key_prefix = key_prefix
+        self.batch_size = batch_size
+        # Timeouts keep a dead Redis from hanging request threads forever.
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+        self._write_script = self._client.register_script(_REDIS_WRITE_LATEST)
+
+    def state_key(self, table: FeatureSetTable, key: str) -> str:
+        return f"{self.key_prefix}:{table.name}:{key}"
+
+    def _meta_key(self, table: FeatureSetTable, what: str) -> str:
+        return f"{self.key_prefix}:#meta:{table.name}:{what}"
+
+    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
+        count_key = self._meta_key(table, "count")
+        latest_key = self._meta_key(table, "latest")
+        applied = 0
+        for batch in _batches(rows, self.batch_size):
+            prepared = _prepare(table, batch)
+            # MULTI/EXEC: the batch is applied in full or (if we die before EXEC) not at all.
+            with self._client.pipeline(transaction=True) as pipe:
+                for start in range(0, len(prepared), _REDIS_ROWS_PER_CALL):
+                    chunk = prepared[start : start + _REDIS_ROWS_PER_CALL]
+                    keys = [count_key, latest_key]
+                    args: list[str | int] = [len(table.feature_columns), *table.feature_columns]
+                    for key, ts, counts in chunk:
+                        keys.append(self.state_key(table, key))
+                        args.append(ts)
+                        args.extend(counts)
+                    self._write_script(keys=keys, args=args, client=pipe)
+                applied += sum(int(r) for r in pipe.execute())
+        return applied
+
+    def get_features(
+        self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
+    ) -> dict[str, Features]:
+        _check_request(entity, feature_sets)
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        fields = {table: [TIMESTAMP_FIELD, *table.feature_columns] for table in feature_sets}
+        # One round trip for every (key, feature set); plain pipeline, reads need no MULTI.
+        with self._client.pipeline(transaction=False) as pipe:
+            for key in unique:
+                for table in feature_sets:
+                    pipe.hmget(self.state_key(table, key), fields[table])
+            replies = iter(pipe.execute())
+        result: dict[str, Features] = {}
+        for key in unique:
+            features: Features = {}
+            for table in feature_sets:
+                ts, *counts = next(replies)
+                if ts is None:
+                    features.update(_no_state(table))
+                    continue
+                if None in counts:
+                    raise ValueError(
+                        f"stored state {self.state_key(table, key)!r} lacks some of "
+                        f"{table.feature_columns}; re-materialize the feature set"
+                    )
+                features.update(zip(table.feature_columns, map(int, counts), strict=True))
+                features[table.timestamp_feature] = from_epoch_seconds(int(ts))
+            result[key] = features
+        return result
+
+    def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
+        ts = self._client.get(self._meta_key(table, "latest"))
+        return None if ts is None else from_epoch_seconds(int(ts))
+
+    def count(self, table: FeatureSetTable) -> int:
+        return int(self._client.get(self._meta_key(table, "count")) or 0)
+
+    def ping(self) -> None:
+        self._client.ping()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_online_store(url: str, *, redis_key_prefix: str = "legiti") -> OnlineStore:
+    """Open a store from a URL.
+
+    * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a plain path: SQLite.
+    * ``redis://host:port/db`` (or ``rediss://``): Redis, keys under ``redis_key_prefix``.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("online store URL is empty")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return SQLiteOnlineStore(url)
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise ValueError(
+                f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db"
+            )
+        return SQLiteOnlineStore(rest[1:])
+    if scheme in ("redis", "rediss"):
+        return RedisOnlineStore(url, key_prefix=redis_key_prefix)
+    raise ValueError(
+        f"unsupported online store URL {url!r}: expected sqlite:///path.db, a file path, "
+        "or redis://host:port/db"
+    )
