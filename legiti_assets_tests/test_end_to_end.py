@@ -163,7 +163,7 @@ def test_online_store_holds_every_users_latest_state(built) -> None:
         )
         for cpf, features in got.items()
     }
-    utc = dt.timezone.utc
+    utc = dt.UTC
     assert counts == {
         "x": (
             [2, 2, 2],
