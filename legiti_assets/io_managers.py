@@ -60,18 +60,26 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         table = self.table_dir(context.asset_key)
         root = self.data.root
         staged = storage.staging_dir(root, name, context.run_id)
-        storage.clean_staging(root, name)
-        try:
-            if context.has_asset_partitions:
-                metadata = self._write_days(context, obj, table, staged)
-            else:
-                obj.write.parquet(str(staged))
-                rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
-                storage.replace_dir(staged, table, root / ".staging" / "trash")
-                metadata = {"dagster/row_count": rows}
-        finally:
+        # one writer per table at a time: two runs over overlapping days never interleave
+        with storage.writer_lock(root, name):
             storage.clean_staging(root, name)
-        context.add_output_metadata({**metadata, "path": dg.MetadataValue.path(str(table))})
+            try:
+                if context.has_asset_partitions:
+                    metadata = self._write_days(context, obj, table, staged)
+                else:
+                    obj.write.parquet(str(staged))
+                    rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
+                    storage.replace_dir(staged, table, root / ".staging" / "trash")
+                    metadata = {"dagster/row_count": rows}
+            finally:
+                storage.clean_staging(root, name)
+        context.add_output_metadata(
+            {
+                **metadata,
+                "path": dg.MetadataValue.path(str(table)),
+                "dagster/column_schema": context.definition_metadata["dagster/column_schema"],
+            }
+        )
 
     def _write_days(
         self, context: dg.OutputContext, df: DataFrame, table: Path, staged: Path

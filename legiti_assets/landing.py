@@ -23,6 +23,7 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 LAST_DAY_EXCLUSIVE = dt.date(2100, 1, 1)
 MAX_ID_LENGTH = 256
 MAX_HEADER_BYTES = 1 << 20
+MAX_LINE_BYTES = 1 << 16
 MAX_REPORTED_ERRORS = 10
 
 
@@ -162,17 +163,24 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
     header = read_header(path)
     lines = spark.read.text(path).withColumn("_row", F.monotonically_increasing_id())
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
-    records = lines.where((F.col("_row") > 0) & (F.trim("value") != "")).select(
+    value = F.col("value")
+    too_long = F.octet_length(value) > MAX_LINE_BYTES
+    # a huge line is refused as it is: never copied, decoded or split into fields
+    records = lines.where((F.col("_row") > 0) & (too_long | (F.trim(value) != ""))).select(
         "_row",
+        too_long.alias("_too_long"),
         # Spark keeps the raw bytes; decoding replaces invalid ones, so a round trip differs
-        (F.encode("value", "UTF-8") != F.col("value").cast("binary")).alias("_not_utf8"),
+        F.when(~too_long, F.encode(value, "UTF-8") != value.cast("binary")).alias("_not_utf8"),
         F.from_csv(
-            "value", schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
+            F.when(~too_long, value),
+            schema,
+            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"},
         ).alias("r"),
     )
     wanted = {name: i for i, name in enumerate(header) if name in REQUIRED_COLUMNS}
     raw = records.select(
         "_row",
+        "_too_long",
         "_not_utf8",
         F.col("r._corrupt").isNotNull().alias("_malformed"),
         *[F.col(f"r.c{wanted[name]}").alias(name) for name in REQUIRED_COLUMNS],
@@ -186,7 +194,10 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         *[F.concat(F.lit(f"{name}:"), message) for name, message in _problems(first_day)],
     ]
     checked = raw.withColumn(
-        "_problems", F.filter(F.array(*problem_list), lambda p: p.isNotNull())
+        "_problems",
+        F.when(
+            F.col("_too_long"), F.array(F.lit(f"_:the line is longer than {MAX_LINE_BYTES} bytes"))
+        ).otherwise(F.filter(F.array(*problem_list), lambda p: p.isNotNull())),
     ).persist()
     try:
         bad = checked.where(F.size("_problems") > 0)

@@ -1,6 +1,7 @@
 """Resources: where the data lives and the Spark session every asset of a run shares."""
 
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ class SparkResource(dg.ConfigurableResource):
         default=8, description="spark.sql.shuffle.partitions: small by default, data is small."
     )
     driver_memory: str = "2g"
+    start_attempts: int = 3
     conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark settings, e.g. executor memory."
     )
@@ -73,7 +75,16 @@ class SparkResource(dg.ConfigurableResource):
         )
         for key, value in self.conf.items():
             builder = builder.config(key, value)
-        session = builder.getOrCreate()
+        # starting the JVM or reaching a cluster can fail transiently (a port taken, a master
+        # still starting): retry that, not the work itself
+        for attempt in range(self.start_attempts):
+            try:
+                session = builder.getOrCreate()
+                break
+            except Exception:
+                if attempt + 1 == self.start_attempts:
+                    raise
+                time.sleep(2**attempt)
         session.sparkContext.setLogLevel("ERROR")
         return session
 

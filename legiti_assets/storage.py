@@ -8,12 +8,14 @@ outside every table, so Spark, pandas and DuckDB globs never pick them up.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 _RENAME_EXCHANGE = 2
@@ -76,10 +78,20 @@ def staging_dir(root: Path, name: str, run_id: str) -> Path:
     return root / ".staging" / name / f"{run_id}-{uuid.uuid4().hex[:8]}"
 
 
-def clean_staging(root: Path, name: str, keep: Path | None = None) -> None:
-    """Drop what earlier runs that died left behind for `name`."""
-    base = root / ".staging" / name
-    if base.is_dir():
-        for leftover in base.iterdir():
-            if leftover != keep:
-                shutil.rmtree(leftover, ignore_errors=True)
+def clean_staging(root: Path, name: str) -> None:
+    """Drop what earlier runs that died left behind for `name` (call under `writer_lock`)."""
+    shutil.rmtree(root / ".staging" / name, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path, name: str) -> Iterator[None]:
+    """Exclusive lock on writing table `name`, across processes; the kernel releases it when
+    its holder dies, so a killed run never leaves the table locked."""
+    path = root / ".staging" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

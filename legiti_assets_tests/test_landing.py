@@ -164,3 +164,13 @@ def test_line_numbers_hold_across_file_splits(spark, tmp_path) -> None:
             read_landing(spark, str(path), FIRST_DAY)
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+def test_a_100_mb_line_is_refused_without_parsing_it(spark, tmp_path) -> None:
+    path = tmp_path / "order_events" / "input.csv"
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as handle:
+        handle.write(HEADER.encode() + b"a,2020-02-03 10:00:00,x,\n")
+        handle.write(b"b" * (100 << 20) + b",2020-02-03 10:00:00,y,\n")
+    with pytest.raises(LandingFileError, match="line 3: the line is longer than 65536 bytes"):
+        read_landing(spark, str(path), FIRST_DAY)

@@ -31,6 +31,8 @@ def online_asset(spec: RollingCountSpec) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         ins={"states": dg.AssetIn(spec.name)},
         io_manager_key="online_io_manager",
+        # the store may be briefly unreachable; writes are idempotent, so retrying is safe
+        retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
         metadata={"feature_set": spec.name, "entity": spec.entity, "key": spec.key},
     )
     def _online(states: DataFrame) -> DataFrame:
