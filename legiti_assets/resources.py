@@ -62,8 +62,9 @@ class SparkResource(dg.ConfigurableResource):
         return self.master or os.environ.get("LEGITI_SPARK_MASTER") or "local[*]"
 
     def get_session(self) -> SparkSession:
+        master = self.resolved_master()
         builder = (
-            SparkSession.builder.master(self.resolved_master())
+            SparkSession.builder.master(master)
             .appName(self.app_name)
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
@@ -73,6 +74,11 @@ class SparkResource(dg.ConfigurableResource):
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         )
+        if master.startswith("local"):
+            # nothing but this process needs the driver or its UI: keep them on loopback
+            builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
+                "spark.driver.host", "127.0.0.1"
+            )
         for key, value in self.conf.items():
             builder = builder.config(key, value)
         # starting the JVM or reaching a cluster can fail transiently (a port taken, a master
@@ -106,9 +112,10 @@ class OnlineStoreResource(dg.ConfigurableResource):
 
     def redacted_url(self) -> str:
         """The URL without a password, safe for logs and metadata."""
-        parts = urlsplit(self.resolved_url())
+        url = self.resolved_url()
+        parts = urlsplit(url)
         if parts.password is None:
-            return parts.geturl()
+            return url
         netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )

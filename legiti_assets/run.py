@@ -58,7 +58,13 @@ def materialize(
     resources = resources or dict(defs.resources or {})
     for selection, tags in plan(start, end):
         result = dg.materialize(
-            assets, selection=selection, resources=resources, instance=instance, tags=tags
+            assets,
+            selection=selection,
+            resources=resources,
+            instance=instance,
+            tags=tags,
+            # every event is in the run's history in the UI; the terminal gets problems only
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
             raise SystemExit(f"materializing {', '.join(selection)} failed")
