@@ -1,6 +1,8 @@
 """The landing file: unusual but valid input reads the same, bad input is refused clearly."""
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,11 +168,29 @@ def test_line_numbers_hold_across_file_splits(spark, tmp_path) -> None:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
-def test_a_100_mb_line_is_refused_without_parsing_it(spark, tmp_path) -> None:
+HUGE_LINE_CHECK = """
+import datetime as dt, sys
+from legiti_assets.landing import LandingFileError, read_landing
+from legiti_assets.resources import SparkResource
+try:
+    read_landing(SparkResource(master="local[1]").get_session(), sys.argv[1], dt.date(2010, 1, 1))
+except LandingFileError as error:
+    print(error)
+"""
+
+
+def test_a_100_mb_line_is_refused_without_parsing_it(tmp_path) -> None:
+    """In its own Spark with the default driver memory: a JVM this line brought down would
+    take the suite's shared session with it."""
     path = tmp_path / "order_events" / "input.csv"
     path.parent.mkdir(parents=True)
     with open(path, "wb") as handle:
         handle.write(HEADER.encode() + b"a,2020-02-03 10:00:00,x,\n")
         handle.write(b"b" * (100 << 20) + b",2020-02-03 10:00:00,y,\n")
-    with pytest.raises(LandingFileError, match="line 3: the line is longer than 65536 bytes"):
-        read_landing(spark, str(path), FIRST_DAY)
+    run = subprocess.run(
+        [sys.executable, "-c", HUGE_LINE_CHECK, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "line 3: the line is longer than 65536 bytes" in run.stdout, run.stderr[-2000:]
