@@ -20,6 +20,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
     FeatureSetTable,
     OnlineStore,
@@ -34,24 +35,8 @@ needs_redis = pytest.mark.skipif(
     reason="set LEGITI_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/15) to run the Redis tests",
 )
 
-ORDERS = FeatureSetTable(
-    name="user_orders",
-    key="cpf",
-    feature_columns=(
-        "cpf_orders__count_over_3_days_rolling_windows",
-        "cpf_orders__count_over_7_days_rolling_windows",
-        "cpf_orders__count_over_30_days_rolling_windows",
-    ),
-)
-CHARGEBACKS = FeatureSetTable(
-    name="user_chargebacks",
-    key="cpf",
-    feature_columns=(
-        "cpf_chargebacks__count_over_3_days_rolling_windows",
-        "cpf_chargebacks__count_over_7_days_rolling_windows",
-        "cpf_chargebacks__count_over_30_days_rolling_windows",
-    ),
-)
+ORDERS = ONLINE_TABLES["user_orders"]
+CHARGEBACKS = ONLINE_TABLES["user_chargebacks"]
 BOTH = [ORDERS, CHARGEBACKS]
 
 DAY_2019 = datetime(2019, 6, 1, tzinfo=UTC)

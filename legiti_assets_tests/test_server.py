@@ -11,32 +11,16 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
+from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
-    FeatureSetTable,
     OnlineStore,
     RedisOnlineStore,
     SQLiteOnlineStore,
 )
 from legiti_assets.server import MAX_BATCH_KEYS, create_app
 
-ORDERS = FeatureSetTable(
-    name="user_orders",
-    key="cpf",
-    feature_columns=(
-        "cpf_orders__count_over_3_days_rolling_windows",
-        "cpf_orders__count_over_7_days_rolling_windows",
-        "cpf_orders__count_over_30_days_rolling_windows",
-    ),
-)
-CHARGEBACKS = FeatureSetTable(
-    name="user_chargebacks",
-    key="cpf",
-    feature_columns=(
-        "cpf_chargebacks__count_over_3_days_rolling_windows",
-        "cpf_chargebacks__count_over_7_days_rolling_windows",
-        "cpf_chargebacks__count_over_30_days_rolling_windows",
-    ),
-)
+ORDERS = ONLINE_TABLES["user_orders"]
+CHARGEBACKS = ONLINE_TABLES["user_chargebacks"]
 DAY_1 = datetime(2020, 6, 1, tzinfo=UTC)
 DAY_2 = datetime(2020, 6, 2, tzinfo=UTC)
 HOSTILE_CPF = "1' OR '1'='1; DROP TABLE user_orders; --"
