@@ -8,6 +8,10 @@ from legiti_assets.rolling import RollingCountSpec, rolling_count_spec
 SPECS: dict[str, RollingCountSpec] = {fs.name: rolling_count_spec(fs) for fs in USER_FEATURE_SETS}
 
 
+# The raw event asset each feature set counts.
+SOURCES: dict[str, str] = {"user_orders": "order_events", "user_chargebacks": "chargeback_events"}
+
+
 def online_table(spec: RollingCountSpec) -> FeatureSetTable:
     return FeatureSetTable(
         name=spec.name, key=spec.key, feature_columns=tuple(c.column for c in spec.counts)

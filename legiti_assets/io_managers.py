@@ -21,8 +21,10 @@ from legiti_assets.rolling import TIMESTAMP
 PARTITION_COLUMNS = ("year", "month", "day")
 # Definition metadata key naming the timestamp column that dates each row of a daily asset.
 PARTITION_EXPR = "partition_expr"
-# Where the historical feature store of the `user` entity lives under the data directory.
+# Where each kind of table lives under the data directory.
+RAW_DIR = "raw"
 FEATURE_STORE_DIR = "feature_store/historical/user"
+DATASETS_DIR = "datasets"
 
 
 def days_of(window: dg.TimeWindow) -> list[dt.date]:
@@ -69,7 +71,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 else:
                     obj.write.parquet(str(staged))
                     rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
-                    storage.replace_dir(staged, table, root / ".staging" / "trash")
+                    storage.replace_dir(staged, table, staged.parent / "trash")
                     metadata = {"dagster/row_count": rows}
             finally:
                 storage.clean_staging(root, name)
@@ -100,12 +102,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()}: rows dated {outside[0]} lie outside the "
                 f"partitions {days[0]}..{days[-1]} being written; nothing was replaced."
             )
-        trash = self.data.root / ".staging" / "trash"
+        trash = staged.parent / "trash"
         for day in days:
             new = storage.day_dir(staged, day) if day in rows else None
             storage.replace_dir(new, storage.day_dir(table, day), trash)
+        storage.record_days(table, days)
+        # every day of a range run gets this metadata: a total there would read as per day
+        rows_key = "dagster/row_count" if len(days) == 1 else "rows_written_in_run"
         return {
-            "dagster/row_count": sum(rows.values()),
+            rows_key: sum(rows.values()),
             "days_written": len(days),
             "days_with_rows": len(rows),
             "first_day": str(days[0]),
@@ -117,6 +122,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         table = self.table_dir(context.asset_key)
         schema = context.upstream_output.definition_metadata["dagster/column_schema"]
         if context.has_asset_partitions:
+            if not context.asset_partition_keys:  # a lookback before the first partition
+                return spark.createDataFrame([], spark_ddl(schema))
             paths = storage.existing_days(table, days_of(context.asset_partitions_time_window))
             if not paths:
                 return spark.createDataFrame([], spark_ddl(schema))

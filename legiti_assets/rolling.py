@@ -105,9 +105,14 @@ def compute_rolling_counts(
     """
     day = F.to_date(F.col(spec.event_timestamp))
     lookback_start = first_day - dt.timedelta(days=spec.lookback_days)
+    # One shuffle, by key: the per-day counts, the per-day deltas and the running sums below
+    # all group by the key (and more), so Spark reuses this partitioning instead of shuffling
+    # three times.
     daily = (
         events.where(day.between(F.lit(lookback_start), F.lit(last_day - dt.timedelta(days=1))))
-        .groupBy(spec.key, day.alias("day"))
+        .select(spec.key, day.alias("day"))
+        .repartition(spec.key)
+        .groupBy(spec.key, "day")
         .agg(F.count(F.lit(1)).alias("n"))
     )
     n_windows = len(spec.counts)
@@ -146,6 +151,9 @@ def compute_rolling_counts(
             F.col("at").cast("timestamp").alias(TIMESTAMP),
             *[F.col(c.column).cast("int").alias(c.column) for c in spec.counts],
         )
+        # each day's rows in one partition: a write partitioned by day makes one file per day,
+        # not one per day and shuffle partition
+        .repartition(TIMESTAMP)
     )
 
 

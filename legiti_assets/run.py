@@ -8,8 +8,12 @@ Spark session and are recorded in `$DAGSTER_HOME`, so they show up in the UI's r
 import argparse
 import datetime as dt
 import sys
+from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
 
 from legiti_assets.definitions import defs
 from legiti_assets.partitions import FIRST_DAY, LOOKBACK_DAYS
@@ -31,15 +35,35 @@ def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
     }
 
 
-def plan(start: dt.date, end: dt.date) -> list[tuple[list[str], dict[str, str]]]:
-    """(assets, run tags) of each run: events from `LOOKBACK_DAYS` before `start`, so the first
-    days' states count every event of their windows."""
+def first_order_day(landing: Path) -> dt.date | None:
+    """The landing file's first order day, or None if it cannot tell (ingestion will say why)."""
+    try:
+        column = pv.read_csv(
+            landing,
+            convert_options=pv.ConvertOptions(
+                include_columns=["order_timestamp"], column_types={"order_timestamp": pa.string()}
+            ),
+        ).column("order_timestamp")
+        first = pc.min(column).as_py()
+        return dt.date.fromisoformat(first[:10]) if first else None
+    except (pa.ArrowInvalid, ValueError, OSError):
+        return None
+
+
+def plan(
+    start: dt.date, end: dt.date, first_event: dt.date | None = None
+) -> list[tuple[list[str], dict[str, str]]]:
+    """(assets, run tags) of each run. Events are ingested from `LOOKBACK_DAYS` before `start`,
+    so the first days' states count every event of their windows, and from the first event
+    on, so the training set can tell which orders have their whole history stored."""
     if end < start:
         raise ValueError(f"END {end} is before START {start}")
     first = dt.date.fromisoformat(FIRST_DAY)
     if start < first:
         raise ValueError(f"START {start} is before the first partition {first}")
     raw_start = max(start - dt.timedelta(days=LOOKBACK_DAYS), first)
+    if first_event is not None:
+        raw_start = max(min(raw_start, first_event), first)
     return [
         (RAW, _range_tags(raw_start, end)),
         (FEATURE_SETS, _range_tags(start, end)),
@@ -56,7 +80,9 @@ def materialize(
     """Run `plan(start, end)`; raise SystemExit naming the assets of a failed run."""
     assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     resources = resources or dict(defs.resources or {})
-    for selection, tags in plan(start, end):
+    data_dir = resources["data_dir"]
+    assert isinstance(data_dir, DataDir)
+    for selection, tags in plan(start, end, first_order_day(data_dir.landing_file)):
         result = dg.materialize(
             assets,
             selection=selection,
@@ -76,10 +102,13 @@ def materialize(
             if name not in seen:
                 seen.add(name)
                 metadata = materialization.metadata
-                if "dagster/row_count" in metadata:
-                    print(f"{name}: {metadata['dagster/row_count'].value} rows")
-                else:
-                    print(f"{name}: {metadata['states_applied'].value} states written")
+                for key, unit in (
+                    ("dagster/row_count", "rows"),
+                    ("rows_written_in_run", "rows"),
+                    ("states_applied", "states written"),
+                ):
+                    if key in metadata:
+                        print(f"{name}: {metadata[key].value} {unit}")
 
 
 def main(argv: list[str] | None = None) -> None:

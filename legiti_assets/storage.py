@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -95,3 +96,23 @@ def writer_lock(root: Path, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+MANIFEST = "_materialized_days.json"  # "_": Spark, pandas and DuckDB globs skip it
+
+
+def record_days(table: Path, days: Iterable[dt.date]) -> None:
+    """Remember that `days` were written, rows or not: an empty day has no directory, so only
+    this tells it apart from a day never materialized. Call under `writer_lock`."""
+    known = set(recorded_days(table)) | set(days)
+    table.mkdir(parents=True, exist_ok=True)
+    temporary = table / f".{MANIFEST}.{uuid.uuid4().hex}"
+    temporary.write_text(json.dumps(sorted(str(d) for d in known)))
+    os.replace(temporary, table / MANIFEST)
+
+
+def recorded_days(table: Path) -> list[dt.date]:
+    path = table / MANIFEST
+    if not path.exists():
+        return []
+    return [dt.date.fromisoformat(d) for d in json.loads(path.read_text())]

@@ -169,3 +169,15 @@ def test_point_in_time_join_takes_each_feature_set_independently(spark) -> None:
         ("o2", dt.datetime(2020, 7, 16), dt.datetime(2020, 7, 15), 1, 1, 1, 1, 1, 2),
         ("o3", None, None, 0, 0, 0, 0, 0, 0),
     ]
+
+
+def test_the_training_set_covers_days_up_to_the_first_gap_in_the_history() -> None:
+    from legiti_assets.assets.datasets import last_covered_day
+
+    first = dt.date(2020, 1, 10)
+    days = {first + dt.timedelta(days=i) for i in range(1, 6)}
+    assert last_covered_day(set(), None) == dt.date.max
+    assert last_covered_day(days, first) == dt.date(2020, 1, 15)
+    assert last_covered_day(days - {dt.date(2020, 1, 13)}, first) == dt.date(2020, 1, 12)
+    # states before the first event are all zero, whatever is materialized
+    assert last_covered_day(days - {dt.date(2020, 1, 11)}, first) == first

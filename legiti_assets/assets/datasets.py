@@ -1,17 +1,20 @@
 """Training datasets: orders enriched with point-in-time correct feature values."""
 
+import datetime as dt
+
 import dagster as dg
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks
+from legiti_assets import checks, storage
 from legiti_assets.assets.feature_store import column_schema
 from legiti_assets.assets.raw import EVENT_SCHEMA
-from legiti_assets.feature_sets import user_chargebacks, user_orders
-from legiti_assets.resources import SparkResource
-from legiti_assets.rolling import TIMESTAMP, asof_column, point_in_time_join, rolling_count_spec
+from legiti_assets.catalog import SOURCES, SPECS
+from legiti_assets.io_managers import FEATURE_STORE_DIR, RAW_DIR
+from legiti_assets.resources import DataDir
+from legiti_assets.rolling import TIMESTAMP, asof_column, point_in_time_join
 
-FEATURE_SPECS = (rolling_count_spec(user_orders), rolling_count_spec(user_chargebacks))
+FEATURE_SPECS = (SPECS["user_orders"], SPECS["user_chargebacks"])
 _event_columns = {c.name: c for c in EVENT_SCHEMA.columns}
 AWESOME_DATASET_SCHEMA = dg.TableSchema(
     columns=[
@@ -32,11 +35,19 @@ DATASET_CHECKS = {
 }
 
 
-def covered_orders(spark: SparkSession, orders: DataFrame, days: set[str]) -> DataFrame:
-    """Orders placed on `days` (YYYY-MM-DD): the days every feature set has materialized."""
-    covered = spark.createDataFrame([(d,) for d in sorted(days)], "day string")
-    day = F.date_format("order_timestamp", "yyyy-MM-dd")
-    return orders.join(F.broadcast(covered), day == F.col("day"), "left_semi")
+def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) -> dt.date:
+    """The last day D whose state, for every user, is the latest stored row at or before D.
+
+    States only change the day after an event, so up to the first event's day they are all
+    zero; after it, every day must have been materialized, without a gap, for the latest row
+    to be the state: a user whose state did not change on a day has no row that day.
+    """
+    if first_event_day is None:
+        return dt.date.max
+    day = first_event_day
+    while day + dt.timedelta(days=1) in recorded:
+        day += dt.timedelta(days=1)
+    return day
 
 
 @dg.asset(
@@ -57,18 +68,20 @@ def covered_orders(spark: SparkSession, orders: DataFrame, days: set[str]) -> Da
 )
 def awesome_dataset(
     context: dg.AssetExecutionContext,
-    spark: SparkResource,
+    data_dir: DataDir,
     order_events: DataFrame,
     user_orders: DataFrame,
     user_chargebacks: DataFrame,
 ):
     """Every order with its user's feature states at the order's time; the label is chargebacks."""
-    materialized = [
-        context.instance.get_materialized_partitions(dg.AssetKey(spec.name))
-        for spec in FEATURE_SPECS
-    ]
-    days = set.intersection(*map(set, materialized))
-    orders = covered_orders(spark.get_session(), order_events, days).persist()
+    covered = min(
+        last_covered_day(
+            set(storage.recorded_days(data_dir.resolve(f"{FEATURE_STORE_DIR}/{name}"))),
+            next(iter(storage.stored_days(data_dir.resolve(f"{RAW_DIR}/{SOURCES[name]}"))), None),
+        )
+        for name in SPECS
+    )
+    orders = order_events.where(F.to_date("order_timestamp") <= F.lit(covered)).persist()
     joined = point_in_time_join(
         orders,
         [(FEATURE_SPECS[0], user_orders), (FEATURE_SPECS[1], user_chargebacks)],
@@ -84,7 +97,7 @@ def awesome_dataset(
             metadata={
                 "orders": n_orders,
                 "orders_on_uncovered_days": n_all - n_orders,
-                "feature_days_covered": len(days),
+                "last_covered_day": str(covered) if covered < dt.date.max else "all",
             },
         )
         late = F.lit(False)

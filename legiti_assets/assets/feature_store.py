@@ -8,10 +8,12 @@ from butterfree.transform.aggregated_feature_set import AggregatedFeatureSet
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks
+from legiti_assets import checks, storage
+from legiti_assets.catalog import SOURCES
 from legiti_assets.feature_sets import user_chargebacks, user_orders
-from legiti_assets.io_managers import PARTITION_EXPR, days_of
+from legiti_assets.io_managers import PARTITION_EXPR, RAW_DIR, days_of
 from legiti_assets.partitions import FIRST_DAY, daily_partitions, feature_lookback
+from legiti_assets.resources import DataDir
 from legiti_assets.rolling import (
     TIMESTAMP,
     RollingCountSpec,
@@ -60,13 +62,13 @@ def _violations(spec: RollingCountSpec, days: list[dt.date]) -> dict[str, Column
 
 
 def _missing_lookback(
-    context: dg.AssetExecutionContext, source: str, days: list[dt.date], lookback: int
+    data_dir: DataDir, source: str, days: list[dt.date], lookback: int
 ) -> list[str]:
-    """Source days this run reads that were never materialized (their events are missing)."""
+    """Source days this run reads that were never ingested (their events are missing)."""
     first = max(days[0] - dt.timedelta(days=lookback), dt.date.fromisoformat(FIRST_DAY))
     needed = [first + dt.timedelta(days=i) for i in range((days[-1] - first).days)]
-    done = context.instance.get_materialized_partitions(dg.AssetKey(source))
-    return [str(d) for d in needed if str(d) not in done]
+    done = set(storage.recorded_days(data_dir.resolve(f"{RAW_DIR}/{source}")))
+    return [str(d) for d in needed if d not in done]
 
 
 def feature_set_asset(feature_set: AggregatedFeatureSet, source: str) -> dg.AssetsDefinition:
@@ -100,7 +102,7 @@ def feature_set_asset(feature_set: AggregatedFeatureSet, source: str) -> dg.Asse
             ),
         ],
     )
-    def _feature_set(context: dg.AssetExecutionContext, events: DataFrame):
+    def _feature_set(context: dg.AssetExecutionContext, data_dir: DataDir, events: DataFrame):
         days = days_of(context.partition_time_window)
         states = compute_rolling_counts(events, spec, days[0], days[-1]).persist()
         try:
@@ -111,7 +113,7 @@ def feature_set_asset(feature_set: AggregatedFeatureSet, source: str) -> dg.Asse
         if dg.AssetCheckKey(dg.AssetKey(spec.name), LOOKBACK_CHECK) in (
             context.selected_asset_check_keys
         ):
-            missing = _missing_lookback(context, source, days, spec.lookback_days)
+            missing = _missing_lookback(data_dir, source, days, spec.lookback_days)
             yield dg.AssetCheckResult(
                 check_name=LOOKBACK_CHECK,
                 passed=not missing,
@@ -122,5 +124,5 @@ def feature_set_asset(feature_set: AggregatedFeatureSet, source: str) -> dg.Asse
     return _feature_set
 
 
-user_orders_asset = feature_set_asset(user_orders, "order_events")
-user_chargebacks_asset = feature_set_asset(user_chargebacks, "chargeback_events")
+user_orders_asset = feature_set_asset(user_orders, SOURCES["user_orders"])
+user_chargebacks_asset = feature_set_asset(user_chargebacks, SOURCES["user_chargebacks"])
