@@ -66,3 +66,22 @@ clean: ## remove generated data, Dagster history and caches (keeps the landing f
 	rm -rf $(LEGITI_DATA_DIR)/raw $(LEGITI_DATA_DIR)/feature_store $(LEGITI_DATA_DIR)/datasets \
 		$(LEGITI_DATA_DIR)/.staging $(LEGITI_DATA_DIR)/online_store.db* \
 		.dagster_home .tmp_dagster_home_* .pytest_cache .ruff_cache spark-warehouse metastore_db
+
+.PHONY: data bench
+SIZE ?= 10k
+SEED ?= 20200717
+SIZES ?= 10k,100k
+
+data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in LEGITI_DATA_DIR
+	$(RUN) python -m legiti_assets.synthetic --size $(SIZE) --seed $(SEED) --data-dir $(LEGITI_DATA_DIR)
+
+bench: install ## benchmark assets vs DuckDB and stock butterfree on SIZES (e.g. SIZES=1m)
+	$(RUN) python -m benchmarks.bench --sizes $(SIZES) --seed $(SEED)
+
+.PHONY: test-cluster test-ui
+
+test-cluster: install $(DAGSTER_HOME)/dagster.yaml ## main job on a local standalone Spark cluster == local mode
+	LEGITI_CLUSTER_TESTS=1 $(RUN) pytest legiti_assets_tests/cluster -v -s
+
+test-ui: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI in Chromium (apt chromium); docs/screenshots
+	LEGITI_UI_TESTS=1 $(RUN) pytest legiti_assets_tests/ui -v

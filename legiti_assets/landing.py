@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -161,7 +162,10 @@ def _line_numbers(lines: DataFrame, row_ids: list[int]) -> dict[int, int]:
 def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
     """Parse and validate the whole landing file, or raise `LandingFileError`."""
     header = read_header(path)
-    lines = spark.read.text(path).withColumn("_row", F.monotonically_increasing_id())
+    # a file:// URI: no default-file-system lookup, and no glob characters in the path
+    lines = spark.read.text(Path(path).absolute().as_uri()).withColumn(
+        "_row", F.monotonically_increasing_id()
+    )
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
     value = F.col("value")
     too_long = F.octet_length(value) > MAX_LINE_BYTES

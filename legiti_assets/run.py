@@ -14,6 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
+from pyspark.sql import SparkSession
 
 from legiti_assets.definitions import defs
 from legiti_assets.partitions import FIRST_DAY, LOOKBACK_DAYS
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with dg.DagsterInstance.get() as instance:
         materialize(args.start, args.end, instance)
+    # unregister from a cluster's master now rather than when the process exits
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
     root = DataDir().root
     print(f"historical feature store: {root / 'feature_store/historical/user'}")
     print(f"training dataset:         {root / 'datasets/awesome_dataset'}")
