@@ -44,10 +44,6 @@ def _rows_per_day(staged: Path) -> dict[dt.date, int]:
     return rows
 
 
-# Spark gets file:// URIs: a bare path would resolve against Hadoop's default file system
-# (HDFS on YARN) while the driver swaps directories on the local one.
-
-
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Parquet tables at `<data>/<prefix>/<asset name>`; daily assets as
     `year=YYYY/month=M/day=D/` directories readable as one table by Spark, pandas and DuckDB."""
@@ -73,7 +69,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 if context.has_asset_partitions:
                     metadata = self._write_days(context, obj, table, staged)
                 else:
-                    obj.write.parquet(staged.as_uri())
+                    obj.write.parquet(storage.file_uri(staged))
                     rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
                     storage.replace_dir(staged, table, staged.parent / "trash")
                     metadata = {"dagster/row_count": rows}
@@ -97,7 +93,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             .withColumn("month", F.month(dated_by))
             .withColumn("day", F.dayofmonth(dated_by))
             .write.partitionBy(*PARTITION_COLUMNS)
-            .parquet(staged.as_uri())
+            .parquet(storage.file_uri(staged))
         )
         rows = _rows_per_day(staged)
         outside = sorted(set(rows) - set(days))
@@ -133,15 +129,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 return spark.createDataFrame([], spark_ddl(schema))
             df = (
                 spark.read.schema(spark_ddl(schema))
-                .option("basePath", table.as_uri())
-                .parquet(*(p.as_uri() for p in paths))
+                .option("basePath", storage.file_uri(table))
+                .parquet(*(storage.file_uri(p) for p in paths))
             )
             return df.drop(*PARTITION_COLUMNS)
         if not table.is_dir():
             raise dg.Failure(
                 f"{context.asset_key.to_user_string()} is not materialized: {table} is missing"
             )
-        return spark.read.schema(spark_ddl(schema)).parquet(table.as_uri())
+        return spark.read.schema(spark_ddl(schema)).parquet(storage.file_uri(table))
 
 
 class OnlineStoreIOManager(dg.ConfigurableIOManager):

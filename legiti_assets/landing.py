@@ -18,6 +18,8 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from legiti_assets import storage
+
 REQUIRED_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 TIMESTAMP_COLUMNS = ("order_timestamp", "chargeback_timestamp")
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -162,8 +164,7 @@ def _line_numbers(lines: DataFrame, row_ids: list[int]) -> dict[int, int]:
 def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
     """Parse and validate the whole landing file, or raise `LandingFileError`."""
     header = read_header(path)
-    # a file:// URI: no default-file-system lookup, and no glob characters in the path
-    lines = spark.read.text(Path(path).absolute().as_uri()).withColumn(
+    lines = spark.read.text(storage.file_uri(Path(path))).withColumn(
         "_row", F.monotonically_increasing_id()
     )
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"

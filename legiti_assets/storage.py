@@ -24,6 +24,13 @@ _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def file_uri(path: Path) -> str:
+    """What Spark gets for a local path: a bare path would resolve against Hadoop's default
+    file system (HDFS on YARN) while the driver swaps directories on the local one. Not
+    `Path.as_uri()`: Hadoop does not decode its %-escapes, and `year=2020` has an `=`."""
+    return f"file://{path.absolute()}"
+
+
 def day_dir(table: Path, day: dt.date) -> Path:
     """Hive-style day directory, unpadded like Spark's `partitionBy(year, month, day)`."""
     return table / f"year={day.year}" / f"month={day.month}" / f"day={day.day}"
