@@ -73,6 +73,8 @@ SEED ?= 20200717
 SIZES ?= 10k,100k
 
 data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in LEGITI_DATA_DIR
+	@if [ "$(realpath $(LEGITI_DATA_DIR))" = "$(realpath data)" ]; then \
+		echo "set LEGITI_DATA_DIR to another directory: data/ holds the committed sample"; exit 2; fi
 	$(RUN) python -m legiti_assets.synthetic --size $(SIZE) --seed $(SEED) --data-dir $(LEGITI_DATA_DIR)
 
 bench: install ## benchmark assets vs DuckDB and stock butterfree on SIZES (e.g. SIZES=1m)

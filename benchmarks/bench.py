@@ -1,0 +1,536 @@
+"""Benchmark the real Dagster assets on synthetic data against DuckDB and stock butterfree.
+
+    make bench                      # SIZES=10k,100k
+    make bench SIZES=1m             # ~10 min, stock butterfree included
+    uv run python -m benchmarks.bench --sizes 10k --stock-cap 0   # 0: skip stock butterfree
+
+For each size: generate `benchmarks/data/<size>/order_events/input.csv`, then run each stage
+group in a fresh process (Spark session included, so its memory can be measured):
+
+- backfill: one single-run backfill of the raw events, then one of both feature sets
+- daily:    one daily partition (the last day) of both feature sets, `--daily-repeats` times
+- dataset:  `awesome_dataset`
+- online:   assets named `*_online` (last day), only if the definitions have `user_orders_online`
+
+In-run times are Dagster step durations (STEP_START to STEP_SUCCESS); the Spark session is
+started before the run, so they exclude its start. Process times and peak RSS (python + JVM,
+sampled every 0.2 s) cover the whole process. The Parquet written is then compared with the
+DuckDB reference row for row (the run fails if they differ), and the DuckDB reference and
+stock butterfree are timed on the same landing file. Results of each size are kept in
+`benchmarks/data/results/<size>.json`; `benchmarks/RESULTS.md` shows the latest of every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from benchmarks import duckdb_reference, measure
+from legiti_assets import synthetic
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+RESULTS = HERE / "RESULTS.md"
+FEATURE_SETS = ["user_orders", "user_chargebacks"]
+ONLINE_MARKER = "user_orders_online"
+STAGES = ("backfill", "daily", "dataset", "online")
+
+
+# --- in the stage process --------------------------------------------------------------------
+
+
+def _steps(instance, run_id: str) -> dict[str, dict[str, float]]:
+    """Per step: seconds from STEP_START to STEP_SUCCESS, and the span and number of its
+    ASSET_MATERIALIZATION events (Dagster's per-partition event-log writes)."""
+    import dagster as dg
+
+    steps: dict[str, dict[str, float]] = {}
+    marks: dict[str, list[float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        step = steps.setdefault(event.step_key, {})
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            step["start"] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            step["seconds"] = entry.timestamp - step["start"]
+        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            marks.setdefault(event.step_key, []).append(entry.timestamp)
+    for key, times in marks.items():
+        steps[key]["materializations"] = len(times)
+        steps[key]["event_log_seconds"] = max(times) - min(times)
+    for step in steps.values():
+        step.pop("start", None)
+    return steps
+
+
+def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitions: int) -> None:
+    """Materialize one stage group through the real assets; report its runs' step times."""
+    began = time.perf_counter()
+    import dagster as dg
+
+    from legiti_assets import run
+    from legiti_assets.definitions import build_resources, defs
+    from legiti_assets.resources import DataDir, SparkResource
+
+    spark = SparkResource(shuffle_partitions=partitions)
+    tick = time.perf_counter()
+    spark.get_session()
+    spark_start = time.perf_counter() - tick
+    resources = build_resources(DataDir(path=str(data_dir)), spark)
+    assets = [*(defs.assets or []), *(defs.asset_checks or [])]
+    online = sorted(k.to_user_string() for a in defs.assets or [] for k in a.keys)
+    raw_selection, raw_tags = run.plan(start, end)[0]  # the raw events from START - 31 days
+    whole = {
+        "dagster/asset_partition_range_start": str(start),
+        "dagster/asset_partition_range_end": str(end),
+    }
+    runs: dict[str, list[tuple[str, list[str], dict[str, str], str | None]]] = {
+        "backfill": [
+            ("raw", raw_selection, raw_tags, None),
+            ("feature_sets", FEATURE_SETS, whole, None),
+        ],
+        "daily": [("feature_sets", FEATURE_SETS, {}, str(end))],
+        "dataset": [("awesome_dataset", ["awesome_dataset"], {}, None)],
+        "online": [("online", [n for n in online if n.endswith("_online")], whole, None)],
+    }
+    report: dict = {"spark_start": spark_start, "runs": {}}
+    with dg.DagsterInstance.get() as instance:
+        for label, selection, tags, partition in runs[stage]:
+            tick = time.perf_counter()
+            result = dg.materialize(
+                assets,
+                selection=selection,
+                resources=resources,
+                instance=instance,
+                tags=tags,
+                partition_key=partition,
+            )
+            if not result.success:
+                raise SystemExit(f"{stage}: materializing {selection} failed")
+            report["runs"][label] = {
+                "run_seconds": time.perf_counter() - tick,
+                "steps": _steps(instance, result.run_id),
+            }
+    report["process_seconds_inside"] = time.perf_counter() - began
+    measure.report(report)
+
+
+# --- in the parent ---------------------------------------------------------------------------
+
+
+def _stage(stage: str, data_dir: Path, home: Path, start: dt.date, end: dt.date, args) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench",
+        "--stage",
+        stage,
+        "--data-dir",
+        str(data_dir),
+        "--start",
+        str(start),
+        "--end",
+        str(end),
+        "--shuffle-partitions",
+        str(args.shuffle_partitions),
+    ]
+    done = measure.run(command, args.cap, env={"DAGSTER_HOME": str(home)})
+    if done.returncode != 0:
+        print(done.output[-5000:], file=sys.stderr)
+        raise SystemExit(f"stage {stage} failed ({'capped' if done.capped else done.returncode})")
+    steps = {k: v for r in done.result["runs"].values() for k, v in r["steps"].items()}
+    return {
+        "process_seconds": done.seconds,
+        "peak_rss_bytes": done.peak_rss_bytes,
+        "cpu_seconds": done.cpu_seconds,
+        "spark_start": done.result["spark_start"],
+        "steps": steps,
+    }
+
+
+def _stored(con: duckdb.DuckDBPyConnection, table: Path, columns: list[str]) -> str:
+    glob = f"{table}/**/*.parquet" if any(table.glob("year=*")) else f"{table}/*.parquet"
+    selected = ", ".join(
+        f'"{c}"::timestamp as "{c}"' if "timestamp" in c else f'"{c}"' for c in columns
+    )
+    return f"select {selected} from read_parquet('{glob}', hive_partitioning = false)"
+
+
+def compare(con: duckdb.DuckDBPyConnection, ours: str, expected: pd.DataFrame) -> dict[str, int]:
+    """Rows of `ours` (SQL) not in `expected` and the other way round, as multisets."""
+    con.register("expected", expected)
+    count = lambda sql: con.execute(f"select count(*) from ({sql})").fetchall()[0][0]  # noqa: E731
+    return {
+        "rows": count(ours),
+        "extra": count(f"{ours} except all select * from expected"),
+        "missing": count(f"select * from expected except all {ours}"),
+    }
+
+
+def check_outputs(data_dir: Path, ref: duckdb_reference.Reference) -> None:
+    """Fail loudly unless every stored output equals the DuckDB reference exactly."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    tables = {
+        "user_orders": data_dir / "feature_store/historical/user/user_orders",
+        "user_chargebacks": data_dir / "feature_store/historical/user/user_chargebacks",
+        "awesome_dataset": data_dir / "datasets/awesome_dataset",
+    }
+    for name, table in tables.items():
+        expected = getattr(ref, name)
+        diff = compare(con, _stored(con, table, list(expected.columns)), expected)
+        if diff["extra"] or diff["missing"] or diff["rows"] != len(expected):
+            raise SystemExit(f"{name} differs from the DuckDB reference: {diff}")
+    con.close()
+
+
+def stock_diff(out_dir: Path, ref: duckdb_reference.Reference, start: dt.date) -> str:
+    """How stock butterfree's rows differ from the contract (nulls read as 0)."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    notes = []
+    for name in FEATURE_SETS:
+        expected = getattr(ref, name)
+        counts = expected.columns[2:]
+        coalesced = ", ".join(f"coalesce({c}, 0)::int as {c}" for c in counts)
+        ours = (
+            f"select cpf, timestamp::timestamp as timestamp, {coalesced} "
+            f"from read_parquet('{out_dir / name}/*.parquet')"
+        )
+        diff = compare(con, ours, expected)
+        first_zero = con.execute(
+            f"select count(*), count(distinct cpf), min(timestamp)::date from "
+            f"({ours} except all select * from expected) "
+            f"where {' and '.join(f'{c} = 0' for c in counts)}"
+        ).fetchall()[0]
+        notes.append(
+            f"{name}: {diff['extra']} extra rows ({first_zero[0]} all-zero, {first_zero[1]} users, "
+            f"first on {first_zero[2]}), {diff['missing']} missing, nulls for 0"
+        )
+    con.close()
+    return "; ".join(notes)
+
+
+def _events(landing: Path, first: dt.date, last: dt.date) -> int:
+    """Orders plus chargebacks dated on days [first, last]."""
+    sql = (
+        "select count(*) filter (where order_timestamp[:10]::date between $1 and $2) + "
+        "count(*) filter (where chargeback_timestamp[:10]::date between $1 and $2) "
+        "from read_csv($3, header = true, all_varchar = true)"
+    )
+    return duckdb.execute(sql, [first, last, str(landing)]).fetchall()[0][0]
+
+
+def bench_size(name: str, args) -> dict:
+    size = synthetic.SIZES[name]
+    start, end = synthetic.day_range(size)
+    root = DATA / name
+    shutil.rmtree(root, ignore_errors=True)
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    tick = time.perf_counter()
+    landing = synthetic.write_landing(synthetic.generate(size, args.seed), root)
+    result: dict = {"size": name, "orders": size.orders, "users": size.users, "days": size.days}
+    result.update(start=str(start), end=str(end), generate_seconds=time.perf_counter() - tick)
+    print(f"[{name}] {landing} in {result['generate_seconds']:.1f} s; START={start} END={end}")
+    lookback = end - dt.timedelta(days=31)
+    result["events"] = _events(landing, start, end)
+    result["daily_events"] = _events(landing, lookback, end - dt.timedelta(days=1))
+
+    stages: dict = {}
+    stages["backfill"] = _stage("backfill", root, home, start, end, args)
+    print(f"[{name}] backfill: {stages['backfill']['process_seconds']:.1f} s")
+    daily = [_stage("daily", root, home, start, end, args) for _ in range(args.daily_repeats)]
+    stages["daily"] = sorted(daily, key=lambda d: _in_run(d))[len(daily) // 2]  # the median
+    stages["daily"]["repeats"] = [_in_run(d) for d in daily]
+    stages["daily"]["process_repeats"] = [d["process_seconds"] for d in daily]
+    stages["dataset"] = _stage("dataset", root, home, start, end, args)
+    if _has_online():
+        stages["online"] = _stage("online", root, home, start, end, args)
+    result["stages"] = stages
+
+    refs = [duckdb_reference.compute(landing, start, end) for _ in range(args.duckdb_repeats)]
+    check_outputs(root, refs[0])
+    print(f"[{name}] outputs equal the DuckDB reference")
+    result["duckdb"] = {
+        key: statistics.median(r.seconds[key] for r in refs) for key in refs[0].seconds
+    }
+    result["rows"] = {n: len(getattr(refs[0], n)) for n in (*FEATURE_SETS, "awesome_dataset")}
+    if args.stock_cap > 0:
+        result["stock"] = _stock(root, start, end, refs[0], args)
+    return result
+
+
+def _stock(root: Path, start: dt.date, end: dt.date, ref, args) -> dict:
+    out = root / "stock_butterfree"
+    command = [sys.executable, "-m", "benchmarks.stock_butterfree", str(root), str(start)]
+    command += [str(end), str(out), "--shuffle-partitions", str(args.shuffle_partitions)]
+    done = measure.run(command, args.stock_cap)
+    stock = {
+        "process_seconds": done.seconds,
+        "peak_rss_bytes": done.peak_rss_bytes,
+        "cpu_seconds": done.cpu_seconds,
+    }
+    if done.capped:
+        stock["capped"] = args.stock_cap
+    elif done.returncode != 0:
+        stock["failed"] = done.output[-2000:]
+    else:
+        stock.update(done.result)
+        stock["diff"] = stock_diff(out, ref, start)
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"[{root.name}] stock butterfree: {stock.get('total', 'capped/failed')}")
+    return stock
+
+
+def _has_online() -> bool:
+    from legiti_assets.definitions import defs
+
+    return any(key.to_user_string() == ONLINE_MARKER for a in defs.assets or [] for key in a.keys)
+
+
+def _in_run(stage: dict, steps: list[str] | None = None) -> float:
+    return sum(s["seconds"] for k, s in stage["steps"].items() if steps is None or k in steps)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.2f} GB"
+
+
+def _ratio(ours: float, other: float | None) -> str:
+    return f"{ours / other:.2f}x" if other else "-"
+
+
+def rows_of(r: dict) -> list[list[str]]:
+    """Table rows for one size's result."""
+    st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
+    stock_total = stock.get("user_orders", 0) + stock.get("user_chargebacks", 0) or None
+    raw_step = "order_and_chargeback_events"
+    feature_steps = FEATURE_SETS
+    features = _in_run(st["backfill"], feature_steps)
+    event_log = sum(st["backfill"]["steps"][s].get("event_log_seconds", 0) for s in feature_steps)
+    daily = _in_run(st["daily"])
+    dataset = _in_run(st["dataset"])
+    size = r["size"]
+    orders = r["orders"]
+    stock_text = (
+        f"capped at {stock['capped']} s"
+        if "capped" in stock
+        else f"{stock_total:.1f}"
+        if stock_total
+        else "-"
+    )
+    table = [
+        [
+            size,
+            "backfill: raw events",
+            f"{_in_run(st['backfill'], [raw_step]):.1f}",
+            "",
+            "",
+            f"{orders / _in_run(st['backfill'], [raw_step]):,.0f}",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            size,
+            "backfill: both feature sets",
+            f"{features:.1f}",
+            f"{st['backfill']['process_seconds']:.1f}",
+            _gb(st["backfill"]["peak_rss_bytes"]),
+            f"{r['events'] / features:,.0f}",
+            f"{ddb['load'] + ddb['user_orders'] + ddb['user_chargebacks']:.2f}",
+            _ratio(features, ddb["load"] + ddb["user_orders"] + ddb["user_chargebacks"]),
+            stock_text,
+            _ratio(stock_total, features) if stock_total else "-",
+            _gb(stock["peak_rss_bytes"]) if stock else "-",
+        ],
+        [size, "  of which Dagster event log", f"{event_log:.1f}", "", "", "", "", "", "", "", ""],
+        [
+            size,
+            "daily partition, both sets",
+            f"{daily:.2f}",
+            f"{st['daily']['process_seconds']:.1f}",
+            _gb(st["daily"]["peak_rss_bytes"]),
+            f"{r['daily_events'] / daily:,.0f}",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            size,
+            "awesome_dataset",
+            f"{dataset:.1f}",
+            f"{st['dataset']['process_seconds']:.1f}",
+            _gb(st["dataset"]["peak_rss_bytes"]),
+            f"{orders / dataset:,.0f}",
+            f"{ddb['awesome_dataset']:.2f}",
+            _ratio(dataset, ddb["awesome_dataset"]),
+            "",
+            "",
+            "",
+        ],
+    ]
+    if "online" in st:
+        online = _in_run(st["online"])
+        table.append(
+            [
+                size,
+                "online load",
+                f"{online:.1f}",
+                f"{st['online']['process_seconds']:.1f}",
+                _gb(st["online"]["peak_rss_bytes"]),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+    return table
+
+
+HEADER = [
+    "size",
+    "stage",
+    "in run (s)",
+    "process (s)",
+    "peak RSS",
+    "events/s",
+    "DuckDB (s)",
+    "ours / DuckDB",
+    "stock butterfree (s)",
+    "stock / ours",
+    "stock peak RSS",
+]
+
+
+def markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    import dagster
+    import pyspark
+
+    return "\n".join(
+        [
+            f"- CPU: {cpu}, {os.cpu_count()} cores (nproc); memory {int(mem) / 2**20:.1f} GB",
+            f"- Java: {java.splitlines()[0] if java else '?'}; Python {platform.python_version()}; "
+            f"Spark (pyspark) {pyspark.__version__}; Dagster {dagster.__version__}; "
+            f"DuckDB {duckdb.__version__}",
+        ]
+    )
+
+
+def write_results(results: list[dict]) -> None:
+    parts = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`benchmarks/bench.py`); each size shows its latest run. "
+        "Shared machine: other jobs ran at the same time, see the load averages.",
+        "",
+        machine(),
+        "",
+        markdown([row for r in results for row in rows_of(r)]),
+        "",
+        "- *in run*: Dagster step durations (STEP_START to STEP_SUCCESS), Spark start excluded;"
+        " *process*: the whole stage process (imports, JVM start, all its runs).",
+        "- *backfill*: one single-run backfill of the raw events (from START - 31), then one of "
+        "both feature sets over START..END; its process and peak RSS cover both runs. DuckDB "
+        "column: CSV load plus both feature sets. Stock butterfree: `construct` of both sets "
+        "(CSV read and Spark start excluded), its peak RSS is its whole process.",
+        "- *of which Dagster event log*: from the first to the last per-day "
+        "ASSET_MATERIALIZATION event of the feature-set steps (one per partition per asset).",
+        "- *daily*: median of the repeats, both feature sets for END. events/s counts the "
+        "31 days of events it reads.",
+        "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
+        "",
+    ]
+    for r in results:
+        stock = r.get("stock", {})
+        repeats = ", ".join(f"{s:.2f}" for s in r["stages"]["daily"]["repeats"])
+        parts.append(
+            f"- {r['size']} ({r['orders']:,} orders, {r['users']:,} users, {r['days']} days, "
+            f"{r['start']}..{r['end']}), measured {r['measured']}, load average "
+            f"{r['load_before']} before / {r['load_after']} after; rows: "
+            + ", ".join(f"{k} {v:,}" for k, v in r["rows"].items())
+            + f"; daily partition in run, each repeat: {repeats} s"
+            + (f"; stock butterfree vs the contract: {stock['diff']}" if "diff" in stock else "")
+        )
+    RESULTS.write_text("\n".join(parts) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10k,100k")
+    parser.add_argument("--seed", type=int, default=synthetic.DEFAULT_SEED)
+    parser.add_argument("--stock-cap", type=float, default=600, help="seconds; 0 skips it")
+    parser.add_argument("--cap", type=float, default=1800, help="seconds per stage process")
+    parser.add_argument("--daily-repeats", type=int, default=3)
+    parser.add_argument("--duckdb-repeats", type=int, default=3)
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--end", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage:
+        run_stage(args.stage, args.data_dir, args.start, args.end, args.shuffle_partitions)
+        return
+    saved = DATA / "results"
+    saved.mkdir(parents=True, exist_ok=True)
+    for name in args.sizes.split(","):
+        load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        result = bench_size(name, args)
+        result["load_before"] = load_before
+        result["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (saved / f"{name}.json").write_text(json.dumps(result, indent=1))
+        print(markdown(rows_of(result)))
+        order = list(synthetic.SIZES)
+        results = [json.loads(p.read_text()) for p in saved.glob("*.json")]
+        write_results(sorted(results, key=lambda r: order.index(r["size"])))
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

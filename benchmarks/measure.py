@@ -1,0 +1,109 @@
+"""Run a command in its own process group; time it and sample the RSS and CPU time of its
+process tree (CPU seconds are less disturbed than wall time by other jobs on a shared machine;
+up to 0.2 s of a process's last CPU time may be missed)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_bytes: int
+    cpu_seconds: float  # user + system of the tree (each process's last sample)
+    returncode: int | None  # None when it was stopped at the cap
+    result: dict  # what the child printed after RESULT_PREFIX, as JSON
+    output: str
+
+    @property
+    def capped(self) -> bool:
+        return self.returncode is None
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def sample_tree(pid: int, cpu: dict[int, float]) -> int:
+    """Resident bytes of `pid` and all its descendants (a JVM child included); records each
+    one's user + system CPU seconds in `cpu`."""
+    tree, total, todo = _children(), 0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):  # it may have exited
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * PAGE
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu[current] = (int(fields[11]) + int(fields[12])) / TICK
+        todo += tree.get(current, [])
+    return total
+
+
+def run(command: list[str], cap_seconds: float, env: dict[str, str] | None = None) -> Measured:
+    """Run `command`, sampling its tree's RSS every 0.2 s; kill the group after `cap_seconds`."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    peak = 0
+    cpu: dict[int, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, sample_tree(process.pid, cpu))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        output, _ = process.communicate(timeout=cap_seconds)
+        returncode: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        returncode = None
+    finally:
+        done.set()
+        sampler.join()
+    seconds = time.perf_counter() - started
+    result: dict = {}
+    for line in output.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX) :])
+    return Measured(seconds, peak, sum(cpu.values()), returncode, result, output)
+
+
+def report(result: dict) -> None:
+    """Called in the child: hand `result` to the parent."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    sys.stdout.flush()
