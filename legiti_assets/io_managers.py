@@ -89,7 +89,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         days = days_of(context.asset_partitions_time_window)
         dated_by = F.col(context.definition_metadata[PARTITION_EXPR])
         (
-            df.withColumn("year", F.year(dated_by))
+            # one task, so one file, per day: a partitioned write otherwise makes a file per
+            # day and task
+            df.repartition(F.to_date(dated_by))
+            .withColumn("year", F.year(dated_by))
             .withColumn("month", F.month(dated_by))
             .withColumn("day", F.dayofmonth(dated_by))
             .write.partitionBy(*PARTITION_COLUMNS)

@@ -151,9 +151,6 @@ def compute_rolling_counts(
             F.col("at").cast("timestamp").alias(TIMESTAMP),
             *[F.col(c.column).cast("int").alias(c.column) for c in spec.counts],
         )
-        # each day's rows in one partition: a write partitioned by day makes one file per day,
-        # not one per day and shuffle partition
-        .repartition(TIMESTAMP)
     )
 
 
