@@ -55,7 +55,6 @@ class LandingBatch:
 
     events: DataFrame  # persisted: the caller unpersists it
     orders: int
-    header: list[str]
     ignored_columns: list[str] = field(default_factory=list)
 
 
@@ -229,7 +228,6 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
     return LandingBatch(
         events=events,
         orders=orders,
-        header=header,
         ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
     )
 
