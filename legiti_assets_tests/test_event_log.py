@@ -1,0 +1,93 @@
+"""The pooled event log records what Dagster's stock SQLite event log records."""
+
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from legiti_assets.event_log import PooledSqliteEventLogStorage
+
+REPO = Path(__file__).resolve().parents[1]
+days = dg.DailyPartitionsDefinition(start_date="2020-01-01", end_date="2020-01-11")
+
+
+@dg.asset(
+    partitions_def=days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec("positive", asset="daily")],
+    config_schema={"fail": bool},
+)
+def daily(context: dg.AssetExecutionContext):
+    if context.op_config["fail"]:
+        raise RuntimeError("planned failure")
+    yield dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+    yield dg.AssetCheckResult(check_name="positive", passed=True)
+
+
+def _instance(home: Path, pooled: bool) -> dg.DagsterInstance:
+    home.mkdir()
+    config = (REPO / "dagster.yaml").read_text()
+    if not pooled:
+        config = config.split("event_log_storage:")[0]
+    (home / "dagster.yaml").write_text(config)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def _history(instance: dg.DagsterInstance) -> dict[str, object]:
+    """What the UI shows of the asset: materialized, failed and checked partitions."""
+    for first, last, fail in [
+        ("2020-01-01", "2020-01-04", False),
+        ("2020-01-03", "2020-01-06", False),
+        ("2020-01-08", "2020-01-09", True),
+    ]:
+        dg.materialize(
+            [daily],
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last,
+            },
+            run_config={"ops": {"daily": {"config": {"fail": fail}}}},
+            raise_on_error=False,
+        )
+    storage = instance.event_log_storage
+    key = dg.AssetKey("daily")
+    check = dg.AssetCheckKey(key, "positive")
+    return {
+        "materialized": Counter(
+            record.partition_key for record in instance.fetch_materializations(key, 100).records
+        ),
+        "attempted_not_materialized": sorted(
+            storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+                key
+            )
+        ),
+        "check_executions": sorted(
+            (record.partition or "", record.status.value)
+            for record in storage.get_asset_check_execution_history(check, limit=100)
+        ),
+        "latest_metadata": instance.get_latest_materialization_event(key)
+        .asset_materialization.metadata["days"]
+        .value,
+    }
+
+
+def test_pooled_event_log_records_what_the_stock_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stock_home, pooled_home = tmp_path / "stock", tmp_path / "pooled"
+    with _instance(stock_home, pooled=False) as stock:
+        expected = _history(stock)
+    monkeypatch.setenv("DAGSTER_HOME", str(pooled_home))
+    with _instance(pooled_home, pooled=True) as pooled:
+        assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
+        assert _history(pooled) == expected
+        assert len(pooled.event_log_storage._engines) <= 5  # the index and four runs at most
+    assert expected["materialized"] == {
+        **{f"2020-01-0{d}": 1 for d in (1, 2, 5, 6)},
+        "2020-01-03": 2,
+        "2020-01-04": 2,
+    }
+    assert expected["attempted_not_materialized"] == ["2020-01-08", "2020-01-09"]
+    assert (pooled_home / "history/runs/index.db").exists()
