@@ -21,7 +21,7 @@ help: ## list the targets
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode  # imports skip compiling even under PYTHONDONTWRITEBYTECODE
 	@touch $@
 
 install: .venv/.installed ## create .venv from uv.lock (uv is pip-installed if missing)
