@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -118,6 +119,7 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
                 instance=instance,
                 tags=tags,
                 partition_key=partition,
+                run_config=run.QUIET,  # as `make awesome-dataset` runs them
             )
             if not result.success:
                 raise SystemExit(f"{stage}: materializing {selection} failed")
@@ -413,6 +415,59 @@ def rows_of(r: dict) -> list[list[str]]:
     return table
 
 
+def targets(results: list[dict]) -> list[str]:
+    """The issue's targets, judged on each size's latest figures (1m is the one they name)."""
+    lines = []
+    per_event: dict[str, float] = {}
+    for r in results:
+        st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
+        features = _in_run(st["backfill"], FEATURE_SETS)
+        reference = ddb["load"] + ddb["user_orders"] + ddb["user_chargebacks"]
+        stock_total = stock.get("user_orders", 0) + stock.get("user_chargebacks", 0)
+        daily, dataset = _in_run(st["daily"]), _in_run(st["dataset"])
+        per_event[r["size"]] = features / r["events"]
+        checks = [
+            (
+                "backfill >= 15x faster than stock butterfree",
+                f"{stock_total / features:.2f}x" if stock_total else "stock not measured",
+                bool(stock_total) and stock_total / features >= 15,
+            ),
+            (
+                "backfill within 5x of DuckDB",
+                f"{features / reference:.0f}x",
+                features <= 5 * reference,
+            ),
+            ("daily partition < 3 s in run", f"{daily:.2f} s", daily < 3),
+            (
+                "daily partition < 10 s whole process",
+                f"{st['daily']['process_seconds']:.1f} s",
+                st["daily"]["process_seconds"] < 10,
+            ),
+            (
+                "awesome_dataset within 5x of DuckDB",
+                f"{dataset / ddb['awesome_dataset']:.0f}x",
+                dataset <= 5 * ddb["awesome_dataset"],
+            ),
+            (
+                "backfill peak memory < 3 GB",
+                _gb(st["backfill"]["peak_rss_bytes"]),
+                st["backfill"]["peak_rss_bytes"] < 3 * 2**30,
+            ),
+        ]
+        lines += [
+            f"- {r['size']}: {name}: {value} ({'met' if ok else 'NOT met'})"
+            for name, value, ok in checks
+        ]
+    sizes = [s for s in synthetic.SIZES if s in per_event]
+    for small, large in itertools.pairwise(sizes):
+        ratio = per_event[large] / per_event[small]
+        lines.append(
+            f"- {small} -> {large}: feature backfill time per event x{ratio:.2f} "
+            f"({'met' if ratio <= 1 else 'NOT met'}: linear or better means <= 1)"
+        )
+    return lines
+
+
 HEADER = [
     "size",
     "stage",
@@ -483,6 +538,10 @@ def write_results(results: list[dict]) -> None:
         "- *daily*: median of the repeats, both feature sets for END. events/s counts the "
         "31 days of events it reads.",
         "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
+        "",
+        "## Targets",
+        "",
+        *targets(results),
         "",
     ]
     for r in results:

@@ -50,15 +50,23 @@ def _children() -> dict[int, list[int]]:
 
 def sample_tree(pid: int, cpu: dict[int, float]) -> int:
     """Resident bytes of `pid` and all its descendants (a JVM child included); records each
-    one's user + system CPU seconds in `cpu`."""
-    tree, total, todo = _children(), 0, [pid]
+    one's user + system CPU seconds in `cpu`.
+
+    A child caught between posix_spawn/vfork and exec still shares its parent's memory and
+    shows the parent's statm: it is not counted again. (Without the Hadoop native library the
+    JVM spawns a `chmod` for every file it writes, so a 2 GB JVM would often read as 4 GB.)
+    """
+    tree, total, todo = _children(), 0, [(pid, "")]
     while todo:
-        current = todo.pop()
+        current, parent_statm = todo.pop()
+        statm = ""
         with contextlib.suppress(OSError):  # it may have exited
-            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * PAGE
+            statm = Path(f"/proc/{current}/statm").read_text()
+            if statm != parent_statm:
+                total += int(statm.split()[1]) * PAGE
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             cpu[current] = (int(fields[11]) + int(fields[12])) / TICK
-        todo += tree.get(current, [])
+        todo += [(child, statm) for child in tree.get(current, [])]
     return total
 
 
