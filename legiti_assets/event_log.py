@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as db
 from dagster._core.events import AssetCheckEvaluationPlanned
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -27,7 +28,6 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
 )
 from dagster._serdes import ConfigurableClassData, serialize_value
-from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 
 # Run databases kept open besides the index: a run writes to one, the UI reads a few.
@@ -75,12 +75,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             if engine is not None:
                 self._engines.move_to_end(shard)
                 return engine
-            engine = create_engine(
+            engine = db.create_engine(
                 self.conn_string_for_shard(shard),
                 pool_size=1,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             )
-            event.listen(engine, "connect", _synchronous_normal)
+            db.event.listen(engine, "connect", _synchronous_normal)
             self._engines[shard] = engine
             run_shards = [s for s in self._engines if s != INDEX_SHARD_NAME]
             for old in run_shards[:-OPEN_RUN_DATABASES]:
