@@ -100,7 +100,17 @@ def test_an_exception_mid_range_leaves_whole_days_and_a_rerun_converges(
 
 def _dagster(data_dir: Path, home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "LEGITI_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home)}
-    home.mkdir(exist_ok=True)
+    if not home.exists():
+        # a DAGSTER_HOME as make prepares it; created before any run, as Dagster's migrations
+        # of a new home are not safe against two processes at once
+        home.mkdir()
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        subprocess.run(
+            [sys.executable, "-m", "dagster", "instance", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     command = [
         sys.executable,
         "-m",
