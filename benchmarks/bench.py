@@ -92,7 +92,6 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
     spark.get_session()
     spark_start = time.perf_counter() - tick
     resources = build_resources(DataDir(path=str(data_dir)), spark)
-    assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     online = sorted(k.to_user_string() for a in defs.assets or [] for k in a.keys)
     raw_selection, raw_tags = run.plan(start, end)[0]  # the raw events from START - 31 days
     whole = {
@@ -112,17 +111,8 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
     with dg.DagsterInstance.get() as instance:
         for label, selection, tags, partition in runs[stage]:
             tick = time.perf_counter()
-            result = dg.materialize(
-                assets,
-                selection=selection,
-                resources=resources,
-                instance=instance,
-                tags=tags,
-                partition_key=partition,
-                run_config=run.QUIET,  # as `make awesome-dataset` runs them
-            )
-            if not result.success:
-                raise SystemExit(f"{stage}: materializing {selection} failed")
+            # as `make awesome-dataset` runs them
+            result = run.materialize_selection(selection, instance, resources, tags, partition)
             report["runs"][label] = {
                 "run_seconds": time.perf_counter() - tick,
                 "steps": _steps(instance, result.run_id),
@@ -321,97 +311,83 @@ def _ratio(ours: float, other: float | None) -> str:
     return f"{ours / other:.2f}x" if other else "-"
 
 
+def _backfill_reference(ddb: dict) -> float:
+    """DuckDB's time for what the feature backfill does: load the CSV, compute both sets."""
+    return ddb["load"] + ddb["user_orders"] + ddb["user_chargebacks"]
+
+
+def _stock_total(stock: dict) -> float:
+    return stock.get("user_orders", 0) + stock.get("user_chargebacks", 0)
+
+
+def _row(*cells: str) -> list[str]:
+    """A table row: the cells given, the remaining columns empty."""
+    return [*cells, *[""] * (len(HEADER) - len(cells))]
+
+
+def _stage_row(
+    size: str, label: str, stage: dict, in_run: float, *more: str, digits: int = 1
+) -> list[str]:
+    """A stage's row: its time in the run, its process's time and memory, then `more`."""
+    return _row(
+        size,
+        label,
+        f"{in_run:.{digits}f}",
+        f"{stage['process_seconds']:.1f}",
+        _gb(stage["peak_rss_bytes"]),
+        *more,
+    )
+
+
 def rows_of(r: dict) -> list[list[str]]:
     """Table rows for one size's result."""
     st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
-    stock_total = stock.get("user_orders", 0) + stock.get("user_chargebacks", 0) or None
-    raw_step = "order_and_chargeback_events"
-    feature_steps = FEATURE_SETS
-    features = _in_run(st["backfill"], feature_steps)
-    event_log = sum(st["backfill"]["steps"][s].get("event_log_seconds", 0) for s in feature_steps)
-    daily = _in_run(st["daily"])
-    dataset = _in_run(st["dataset"])
-    size = r["size"]
-    orders = r["orders"]
-    stock_text = (
-        f"capped at {stock['capped']} s"
-        if "capped" in stock
-        else f"{stock_total:.1f}"
-        if stock_total
-        else "-"
-    )
+    size, orders = r["size"], r["orders"]
+    stock_total = _stock_total(stock) or None
+    raw = _in_run(st["backfill"], ["order_and_chargeback_events"])
+    features = _in_run(st["backfill"], FEATURE_SETS)
+    event_log = sum(st["backfill"]["steps"][s].get("event_log_seconds", 0) for s in FEATURE_SETS)
+    daily, dataset = _in_run(st["daily"]), _in_run(st["dataset"])
+    reference = _backfill_reference(ddb)
+    if "capped" in stock:
+        stock_text = f"capped at {stock['capped']} s"
+    else:
+        stock_text = f"{stock_total:.1f}" if stock_total else "-"
     table = [
-        [
-            size,
-            "backfill: raw events",
-            f"{_in_run(st['backfill'], [raw_step]):.1f}",
-            "",
-            "",
-            f"{orders / _in_run(st['backfill'], [raw_step]):,.0f}",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ],
-        [
+        _row(size, "backfill: raw events", f"{raw:.1f}", "", "", f"{orders / raw:,.0f}"),
+        _stage_row(
             size,
             "backfill: both feature sets",
-            f"{features:.1f}",
-            f"{st['backfill']['process_seconds']:.1f}",
-            _gb(st["backfill"]["peak_rss_bytes"]),
+            st["backfill"],
+            features,
             f"{r['events'] / features:,.0f}",
-            f"{ddb['load'] + ddb['user_orders'] + ddb['user_chargebacks']:.2f}",
-            _ratio(features, ddb["load"] + ddb["user_orders"] + ddb["user_chargebacks"]),
+            f"{reference:.2f}",
+            _ratio(features, reference),
             stock_text,
             _ratio(stock_total, features) if stock_total else "-",
             _gb(stock["peak_rss_bytes"]) if stock else "-",
-        ],
-        [size, "  of which Dagster event log", f"{event_log:.1f}", "", "", "", "", "", "", "", ""],
-        [
+        ),
+        _row(size, "  of which Dagster event log", f"{event_log:.1f}"),
+        _stage_row(
             size,
             "daily partition, both sets",
-            f"{daily:.2f}",
-            f"{st['daily']['process_seconds']:.1f}",
-            _gb(st["daily"]["peak_rss_bytes"]),
+            st["daily"],
+            daily,
             f"{r['daily_events'] / daily:,.0f}",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ],
-        [
+            digits=2,
+        ),
+        _stage_row(
             size,
             "awesome_dataset",
-            f"{dataset:.1f}",
-            f"{st['dataset']['process_seconds']:.1f}",
-            _gb(st["dataset"]["peak_rss_bytes"]),
+            st["dataset"],
+            dataset,
             f"{orders / dataset:,.0f}",
             f"{ddb['awesome_dataset']:.2f}",
             _ratio(dataset, ddb["awesome_dataset"]),
-            "",
-            "",
-            "",
-        ],
+        ),
     ]
     if "online" in st:
-        online = _in_run(st["online"])
-        table.append(
-            [
-                size,
-                "online load",
-                f"{online:.1f}",
-                f"{st['online']['process_seconds']:.1f}",
-                _gb(st["online"]["peak_rss_bytes"]),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
+        table.append(_stage_row(size, "online load", st["online"], _in_run(st["online"]), ""))
     return table
 
 
@@ -422,8 +398,8 @@ def targets(results: list[dict]) -> list[str]:
     for r in results:
         st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
         features = _in_run(st["backfill"], FEATURE_SETS)
-        reference = ddb["load"] + ddb["user_orders"] + ddb["user_chargebacks"]
-        stock_total = stock.get("user_orders", 0) + stock.get("user_chargebacks", 0)
+        reference = _backfill_reference(ddb)
+        stock_total = _stock_total(stock)
         daily, dataset = _in_run(st["daily"]), _in_run(st["dataset"])
         per_event[r["size"]] = features / r["events"]
         checks = [

@@ -76,6 +76,28 @@ def plan(
     ]
 
 
+def materialize_selection(
+    selection: list[str],
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    tags: dict[str, str] | None = None,
+    partition_key: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One run of `selection` with its checks; raise SystemExit naming the assets if it fails."""
+    result = dg.materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        selection=selection,
+        resources=resources,
+        instance=instance,
+        tags=tags,
+        partition_key=partition_key,
+        run_config=QUIET,
+    )
+    if not result.success:
+        raise SystemExit(f"materializing {', '.join(selection)} failed")
+    return result
+
+
 def materialize(
     start: dt.date,
     end: dt.date,
@@ -83,21 +105,11 @@ def materialize(
     resources: dict[str, object] | None = None,
 ) -> None:
     """Run `plan(start, end)`; raise SystemExit naming the assets of a failed run."""
-    assets = [*(defs.assets or []), *(defs.asset_checks or [])]
     resources = resources or dict(defs.resources or {})
     data_dir = resources["data_dir"]
     assert isinstance(data_dir, DataDir)
     for selection, tags in plan(start, end, first_order_day(data_dir.landing_file)):
-        result = dg.materialize(
-            assets,
-            selection=selection,
-            resources=resources,
-            instance=instance,
-            tags=tags,
-            run_config=QUIET,
-        )
-        if not result.success:
-            raise SystemExit(f"materializing {', '.join(selection)} failed")
+        result = materialize_selection(selection, instance, resources, tags)
         # a range run records one event per day, each with the whole write's metadata
         seen: set[str] = set()
         for event in result.get_asset_materialization_events():

@@ -81,14 +81,15 @@ def awesome_dataset(
         )
         for name in SPECS
     )
-    orders = order_events.where(F.to_date("order_timestamp") <= F.lit(covered)).persist()
+    on_covered_day = F.to_date("order_timestamp") <= F.lit(covered)
+    n_all, n_orders = order_events.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
+    orders = order_events.where(on_covered_day)
     joined = point_in_time_join(
         orders,
         [(FEATURE_SPECS[0], user_orders), (FEATURE_SPECS[1], user_chargebacks)],
         order_timestamp="order_timestamp",
     ).persist()
     try:
-        n_orders, n_all = orders.count(), order_events.count()
         dataset = joined.withColumnRenamed("order_timestamp", TIMESTAMP).select(
             *[c.name for c in AWESOME_DATASET_SCHEMA.columns]
         )
@@ -115,4 +116,3 @@ def awesome_dataset(
         )
     finally:
         joined.unpersist()
-        orders.unpersist()
