@@ -2,17 +2,11 @@
 
 import dagster as dg
 
-from legiti_assets.assets.datasets import awesome_dataset
-from legiti_assets.assets.feature_store import user_chargebacks_asset, user_orders_asset
+from legiti_assets.assets.datasets import TRAINING_SET_ASSETS
+from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
 from legiti_assets.assets.online import ONLINE_ASSETS, ONLINE_CHECKS
 from legiti_assets.assets.raw import order_and_chargeback_events
-from legiti_assets.io_managers import (
-    DATASETS_DIR,
-    FEATURE_STORE_DIR,
-    RAW_DIR,
-    OnlineStoreIOManager,
-    ParquetIOManager,
-)
+from legiti_assets.io_managers import OnlineStoreIOManager, ParquetIOManager
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 
@@ -26,21 +20,11 @@ def build_resources(
         "spark": spark,
         "online_store": online_store,
         "online_io_manager": OnlineStoreIOManager(store=online_store),
-        "raw_io_manager": ParquetIOManager(spark=spark, data=data_dir, prefix=RAW_DIR),
-        "feature_store_io_manager": ParquetIOManager(
-            spark=spark, data=data_dir, prefix=FEATURE_STORE_DIR
-        ),
-        "dataset_io_manager": ParquetIOManager(spark=spark, data=data_dir, prefix=DATASETS_DIR),
+        "parquet_io_manager": ParquetIOManager(spark=spark, data=data_dir),
     }
 
 
-ASSETS = [
-    order_and_chargeback_events,
-    user_orders_asset,
-    user_chargebacks_asset,
-    awesome_dataset,
-    *ONLINE_ASSETS,
-]
+ASSETS = [order_and_chargeback_events, *FEATURE_SET_ASSETS, *TRAINING_SET_ASSETS, *ONLINE_ASSETS]
 
 defs = dg.Definitions(
     assets=ASSETS,

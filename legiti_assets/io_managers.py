@@ -15,25 +15,16 @@ from pyspark.sql import functions as F
 
 from legiti_assets import storage
 from legiti_assets.catalog import ONLINE_TABLES
+from legiti_assets.engine import TIMESTAMP
+from legiti_assets.partitions import days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
-from legiti_assets.rolling import TIMESTAMP
+from legiti_assets.schemas import check_stored_schema, spark_ddl
 
 PARTITION_COLUMNS = ("year", "month", "day")
-# Definition metadata key naming the timestamp column that dates each row of a daily asset.
+# Definition metadata keys: the timestamp column that dates each row of a daily asset, and the
+# table's path under the data directory (from `legiti_assets.layout`).
 PARTITION_EXPR = "partition_expr"
-# Where each kind of table lives under the data directory.
-RAW_DIR = "raw"
-FEATURE_STORE_DIR = "feature_store/historical/user"
-DATASETS_DIR = "datasets"
-
-
-def days_of(window: dg.TimeWindow) -> list[dt.date]:
-    first, end = window.start.date(), window.end.date()
-    return [first + dt.timedelta(days=i) for i in range((end - first).days)]
-
-
-def spark_ddl(schema: dg.TableSchema) -> str:
-    return ", ".join(f"`{c.name}` {c.type}" for c in schema.columns)
+TABLE = "table"
 
 
 def _rows_per_day(staged: Path) -> dict[dt.date, int]:
@@ -45,21 +36,20 @@ def _rows_per_day(staged: Path) -> dict[dt.date, int]:
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Parquet tables at `<data>/<prefix>/<asset name>`; daily assets as
+    """Parquet tables at `<data>/<the asset's "table" metadata>`; daily assets as
     `year=YYYY/month=M/day=D/` directories readable as one table by Spark, pandas and DuckDB."""
 
     spark: SparkResource
     data: DataDir
-    prefix: str
 
-    def table_dir(self, asset_key: dg.AssetKey) -> Path:
-        return self.data.resolve(f"{self.prefix}/{asset_key.path[-1]}")
+    def table_dir(self, definition_metadata: dict[str, object]) -> Path:
+        return self.data.resolve(str(definition_metadata[TABLE]))
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
         if obj is None:
             return
         name = context.asset_key.path[-1]
-        table = self.table_dir(context.asset_key)
+        table = self.table_dir(context.definition_metadata)
         root = self.data.root
         staged = storage.staging_dir(root, name, context.run_id)
         # one writer per table at a time: two runs over overlapping days never interleave
@@ -118,14 +108,17 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         spark = self.spark.get_session()
-        table = self.table_dir(context.asset_key)
-        schema = context.upstream_output.definition_metadata["dagster/column_schema"]
+        metadata = context.upstream_output.definition_metadata
+        table = self.table_dir(metadata)
+        schema = metadata["dagster/column_schema"]
+        name = context.asset_key.to_user_string()
         if context.has_asset_partitions:
             if not context.asset_partition_keys:  # a lookback before the first partition
                 return spark.createDataFrame([], spark_ddl(schema))
             paths = storage.existing_days(table, days_of(context.asset_partitions_time_window))
             if not paths:
                 return spark.createDataFrame([], spark_ddl(schema))
+            check_stored_schema(name, paths, schema)
             df = (
                 spark.read.schema(spark_ddl(schema))
                 .option("basePath", storage.file_uri(table))
@@ -133,9 +126,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             )
             return df.drop(*PARTITION_COLUMNS)
         if not table.is_dir():
-            raise dg.Failure(
-                f"{context.asset_key.to_user_string()} is not materialized: {table} is missing"
-            )
+            raise dg.Failure(f"{name} is not materialized: {table} is missing")
+        check_stored_schema(name, [table], schema)
         return spark.read.schema(spark_ddl(schema)).parquet(storage.file_uri(table))
 
 
@@ -155,7 +147,7 @@ class OnlineStoreIOManager(dg.ConfigurableIOManager):
         ).toLocalIterator(prefetchPartitions=True)
         offered = 0
 
-        def states() -> Iterator[tuple[str, dt.datetime, list[int]]]:
+        def states() -> Iterator[tuple[str, dt.datetime, list[int | float | None]]]:
             nonlocal offered
             for row in rows:
                 offered += 1

@@ -1,15 +1,27 @@
 """Online feature store: the latest state per entity key, for low-latency serving.
 
-Each feature set is a table of states ``(key, timestamp, counts...)``. The online store keeps only
-the newest state per key and never lets an older state overwrite a newer one, so re-running a
+Each feature set is a table of states ``(key, timestamp, features...)``. The online store keeps
+only the newest state per key and never lets an older state overwrite a newer one, so re-running a
 historical backfill after a recent materialization is harmless.
+
+Feature columns are typed (``FeatureSetTable.feature_types``):
+
+* ``COUNT``: an int, never null; a key without stored state reads as 0 (no events).
+* ``INT``: an int or None (sum/min/max of an int column over an empty window are null).
+* ``FLOAT``: a float or None (avg, stddev...).
+
+Writes accept Python, numpy and Decimal numbers; NaN is stored as null, as butterfree does. Reads
+return exactly the Python type of the column (int, float or None), and floats round-trip bit for
+bit, except that -0.0 is stored as 0.0.
 
 Backends:
 
-* ``SQLiteOnlineStore``: one file, one table per feature set, timestamps as INTEGER epoch seconds.
+* ``SQLiteOnlineStore``: one file, one table per feature set, timestamps as INTEGER epoch seconds;
+  COUNT columns are ``INTEGER NOT NULL``, INT columns ``INTEGER``, FLOAT columns ``REAL``.
 * ``RedisOnlineStore``: one hash per (feature set, key) at ``<prefix>:<feature set>:<key>`` with
   the feature columns plus ``timestamp`` (epoch seconds); per-table bookkeeping (row count and
-  newest timestamp) lives at ``<prefix>:#meta:<feature set>:{count,latest}``.
+  newest timestamp) lives at ``<prefix>:#meta:<feature set>:{count,latest}``. Values are strings:
+  ``str(int)``, ``repr(float)`` (which parses back to the same float), and "" for null.
 
 Timestamps: aware datetimes are converted to UTC; naive datetimes are taken to already be UTC
 (what Spark's ``toPandas()`` yields with ``spark.sql.session.timeZone=UTC``). Reads return aware
@@ -20,13 +32,15 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -34,11 +48,14 @@ from typing import Any
 
 import redis
 
-# Entities the store can serve, mapped to the name of their key column.
-ENTITY_KEYS: dict[str, str] = {"user": "cpf"}
-
 DEFAULT_BATCH_SIZE = 5000
 TIMESTAMP_FIELD = "timestamp"
+
+# Feature column types.
+COUNT = "count"
+INT = "int"
+FLOAT = "float"
+FEATURE_TYPES = (COUNT, INT, FLOAT)
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Redis prefixes are matched with SCAN globs by tools and tests, so keep them glob- and colon-free.
@@ -46,7 +63,9 @@ _REDIS_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
 # SQLite's default limit on bound parameters is 32766; stay far below it.
 _SQLITE_READ_CHUNK = 500
 
-Row = tuple[str, datetime, Sequence[int]]
+FeatureValue = int | float | None
+# Values may also be numpy or Decimal numbers; ``_prepare`` converts them.
+Row = tuple[str, datetime, Sequence[Any]]
 Features = dict[str, Any]
 
 
@@ -58,11 +77,17 @@ def _check_identifier(kind: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class FeatureSetTable:
-    """Where a feature set lives in the online store and which integer columns it has."""
+    """Where a feature set lives in the online store and which typed columns it has.
+
+    ``feature_types`` holds one of COUNT, INT, FLOAT per feature column; left empty, every column
+    is a COUNT. It is normalised to the full tuple, so both spellings are equal (and hash alike).
+    """
 
     name: str
     key: str
     feature_columns: tuple[str, ...]
+    feature_types: tuple[str, ...] = ()
+    entity: str = "user"
 
     def __post_init__(self) -> None:
         # Names end up in SQL and Redis keys, so they are validated once, here.
@@ -72,6 +97,16 @@ class FeatureSetTable:
         object.__setattr__(self, "feature_columns", columns)
         if not columns:
             raise ValueError(f"feature set {self.name!r} has no feature columns")
+        # A lone string would otherwise be split into characters.
+        if isinstance(self.feature_types, str):
+            raise ValueError(f"feature set {self.name!r}: feature_types must be a sequence")
+        types = tuple(self.feature_types) or (COUNT,) * len(columns)
+        object.__setattr__(self, "feature_types", types)
+        if len(types) != len(columns) or not set(types) <= set(FEATURE_TYPES):
+            raise ValueError(
+                f"feature set {self.name!r}: feature_types must give one of {FEATURE_TYPES} "
+                f"for each of {columns}, got {types}"
+            )
         for column in columns:
             _check_identifier("feature column", column)
         reserved = {self.key, TIMESTAMP_FIELD}
@@ -86,6 +121,12 @@ class FeatureSetTable:
         """Name under which ``get_features`` reports this feature set's state timestamp."""
         return f"{self.name}__{TIMESTAMP_FIELD}"
 
+    @property
+    def no_state_values(self) -> tuple[int | None, ...]:
+        """What each column reads as for a key without stored state: 0 for a COUNT (no events
+        in any window), None otherwise (an empty window has no sum, min, max or average)."""
+        return tuple(0 if t == COUNT else None for t in self.feature_types)
+
 
 def to_epoch_seconds(ts: datetime) -> int:
     if not isinstance(ts, datetime):
@@ -99,13 +140,57 @@ def from_epoch_seconds(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+def _is_null(value: Any) -> bool:
+    # NaN != NaN; Spark hands over NaN doubles and pandas turns nulls into NaN.
+    return value is None or (isinstance(value, numbers.Number | Decimal) and value != value)
+
+
+def _check_number(value: Any) -> None:
+    # numbers.Real covers Python and numpy ints and floats; Decimal is what Spark collects for
+    # decimal columns. Strings are rejected rather than parsed, and bools (np.bool_ is no Real)
+    # because a bool in a numeric column means the wrong column was selected.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
+        raise ValueError(f"expected a number, got {type(value).__name__}: {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    # Accepts integral floats (a pandas column with nulls turns float); rejects 2.5 and inf
+    # instead of silently truncating them.
+    _check_number(value)
+    number = int(value)
+    if number != value:
+        raise ValueError(f"{value!r} is not an integer")
+    return number
+
+
 def _as_count(value: Any) -> int:
-    # Accepts numpy/pandas integers and integral floats (a pandas column with nulls turns
-    # float); rejects None, NaN, 2.5 and "3" instead of silently truncating or parsing them.
-    count = int(value)
-    if count != value:
-        raise ValueError(f"count {value!r} is not an integer")
-    return count
+    if _is_null(value):
+        raise ValueError("a count cannot be null")
+    return _as_int(value)
+
+
+def _as_nullable_int(value: Any) -> int | None:
+    return None if _is_null(value) else _as_int(value)
+
+
+def _as_nullable_float(value: Any) -> float | None:
+    if _is_null(value):
+        return None
+    _check_number(value)
+    number = float(value)
+    if math.isinf(number):
+        # JSON cannot carry it, so the server could not serve it: fail where it was computed.
+        raise ValueError(f"{value!r} is not finite")
+    # SQLite stores integral REALs as integers and reads -0.0 back as 0.0; normalise it here so
+    # both backends agree.
+    return number + 0.0
+
+
+_CONVERTERS: dict[str, Callable[[Any], FeatureValue]] = {
+    COUNT: _as_count,
+    INT: _as_nullable_int,
+    FLOAT: _as_nullable_float,
+}
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
@@ -114,32 +199,42 @@ def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def _prepare(table: FeatureSetTable, batch: list[Row]) -> list[tuple[str, int, tuple[int, ...]]]:
+def _prepare(
+    table: FeatureSetTable, batch: list[Row]
+) -> list[tuple[str, int, tuple[FeatureValue, ...]]]:
     """Validate a whole batch before touching the store, so a bad row rejects its entire batch."""
-    width = len(table.feature_columns)
+    columns = [
+        (c, _CONVERTERS[t]) for c, t in zip(table.feature_columns, table.feature_types, strict=True)
+    ]
     prepared = []
     for row in batch:
         try:
-            key, ts, values = row
+            key, ts, raw = row
             if not isinstance(key, str):
                 # An int cpf would already have lost its leading zeros.
                 raise ValueError(f"key must be a str, got {type(key).__name__}")
-            counts = tuple(_as_count(v) for v in values)
-            if len(counts) != width:
-                raise ValueError(f"expected {width} values {table.feature_columns}")
-            prepared.append((key, to_epoch_seconds(ts), counts))
+            raw = tuple(raw)
+            if len(raw) != len(columns):
+                raise ValueError(f"expected {len(columns)} values {table.feature_columns}")
+            values = []
+            for (column, convert), value in zip(columns, raw, strict=True):
+                try:
+                    values.append(convert(value))
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise ValueError(f"{column}: {exc}") from exc
+            prepared.append((key, to_epoch_seconds(ts), tuple(values)))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid row for {table.name}: {row!r}: {exc}") from exc
     return prepared
 
 
 def _check_request(entity: str, feature_sets: Sequence[FeatureSetTable]) -> None:
-    if entity not in ENTITY_KEYS:
-        raise ValueError(f"unknown entity {entity!r}; known: {sorted(ENTITY_KEYS)}")
     seen: set[str] = set()
     for table in feature_sets:
-        if table.key != ENTITY_KEYS[entity]:
-            raise ValueError(f"feature set {table.name!r} is not keyed by entity {entity!r}")
+        if table.entity != entity:
+            raise ValueError(
+                f"feature set {table.name!r} is of entity {table.entity!r}, not {entity!r}"
+            )
         names = {*table.feature_columns, table.timestamp_feature}
         if seen & names:
             raise ValueError(f"feature set {table.name!r} repeats columns {sorted(seen & names)}")
@@ -148,11 +243,14 @@ def _check_request(entity: str, feature_sets: Sequence[FeatureSetTable]) -> None
 
 @functools.cache
 def _no_state(table: FeatureSetTable) -> Features:
-    """What a key without stored state reads as: no events in any window, no timestamp.
+    """What a key without stored state reads as (``no_state_values``), with no timestamp.
 
     Shared and cached: callers copy it (``dict.update``), never mutate it.
     """
-    return {**dict.fromkeys(table.feature_columns, 0), table.timestamp_feature: None}
+    return {
+        **dict(zip(table.feature_columns, table.no_state_values, strict=True)),
+        table.timestamp_feature: None,
+    }
 
 
 def _empty_features(feature_sets: Sequence[FeatureSetTable]) -> Features:
@@ -167,7 +265,11 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
-        """Upsert ``(key, timestamp, counts)`` rows, streaming them in batches.
+        """Upsert ``(key, timestamp, values)`` rows, streaming them in batches.
+
+        ``values`` has one entry per feature column, converted by its type: a COUNT takes an
+        integral number, an INT an integral number or None, a FLOAT any real number or None;
+        NaN counts as None.
 
         A row is applied only if no state is stored for its key or the stored timestamp is not
         newer (an equal timestamp overwrites, so re-materializing a day replaces it). The check
@@ -183,9 +285,10 @@ class OnlineStore(ABC):
     ) -> dict[str, Features]:
         """Read the latest state of ``keys``, returned in request order (duplicates collapse).
 
-        Each key maps to every feature column of the requested sets (int) plus
-        ``<feature set>__timestamp`` (aware UTC datetime, or None when nothing is stored, in
-        which case all counts are 0). Raises ValueError for an unknown entity.
+        Each key maps to every feature column of the requested sets (int, float or None, by
+        column type) plus ``<feature set>__timestamp`` (aware UTC datetime, or None when
+        nothing is stored, in which case the columns read as ``no_state_values``: 0 for a COUNT,
+        None otherwise). Raises ValueError for an unknown entity.
         """
 
     @abstractmethod
@@ -213,6 +316,14 @@ class OnlineStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# Declared type and NOT NULL flag, as PRAGMA table_info reports them.
+_SQLITE_COLUMN_TYPES: dict[str, tuple[str, int]] = {
+    COUNT: ("INTEGER", 1),
+    INT: ("INTEGER", 0),
+    FLOAT: ("REAL", 0),
+}
 
 
 @dataclass(frozen=True)
@@ -264,19 +375,38 @@ class SQLiteOnlineStore(OnlineStore):
         # Identifiers were validated by FeatureSetTable, so quoting them here is safe.
         name = f'"{table.name}"'
         key = f'"{table.key}"'
-        columns = [f'"{c}"' for c in (TIMESTAMP_FIELD, *table.feature_columns)]
+        declared = {
+            TIMESTAMP_FIELD: ("INTEGER", 1),
+            **{
+                c: _SQLITE_COLUMN_TYPES[t]
+                for c, t in zip(table.feature_columns, table.feature_types, strict=True)
+            },
+        }
+        columns = [f'"{c}"' for c in declared]
         self._conn.execute(
             f"CREATE TABLE IF NOT EXISTS {name} ({key} TEXT PRIMARY KEY NOT NULL, "
-            + ", ".join(f"{c} INTEGER NOT NULL" for c in columns)
+            + ", ".join(
+                f'"{c}" {sql_type}{" NOT NULL" if not_null else ""}'
+                for c, (sql_type, not_null) in declared.items()
+            )
             + ") WITHOUT ROWID"
         )
-        existing = {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
-        missing = [
-            c for c in (table.key, TIMESTAMP_FIELD, *table.feature_columns) if c not in existing
-        ]
+        existing = {
+            row[1]: (row[2].upper(), row[3])
+            for row in self._conn.execute(f"PRAGMA table_info({name})")
+        }
+        missing = [c for c in (table.key, *declared) if c not in existing]
         if missing:
             raise ValueError(
                 f"table {table.name!r} in {self.path} lacks columns {missing}; "
+                "drop it and re-materialize the feature set"
+            )
+        # A column created with another type would hand back the wrong Python type (an integral
+        # float in an INTEGER column reads as an int) or refuse nulls.
+        retyped = [c for c, sql_type in declared.items() if existing[c] != sql_type]
+        if retyped:
+            raise ValueError(
+                f"table {table.name!r} in {self.path} has columns {retyped} of another type; "
                 "drop it and re-materialize the feature set"
             )
         all_columns = [key, *columns]
@@ -296,7 +426,7 @@ class SQLiteOnlineStore(OnlineStore):
     def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
         applied = 0
         for batch in _batches(rows, self.batch_size):
-            params = [(key, ts, *counts) for key, ts, counts in _prepare(table, batch)]
+            params = [(key, ts, *values) for key, ts, values in _prepare(table, batch)]
             with self._lock:
                 upsert = self._prepared(table).upsert
                 # IMMEDIATE takes the write lock up front, so concurrent writers wait on the busy
@@ -325,9 +455,10 @@ class SQLiteOnlineStore(OnlineStore):
                 for start in range(0, len(unique), _SQLITE_READ_CHUNK):
                     chunk = unique[start : start + _SQLITE_READ_CHUNK]
                     sql = select_prefix + "(" + ",".join("?" * len(chunk)) + ")"
-                    for key, ts, *counts in self._conn.execute(sql, chunk):
+                    # The column types make SQLite return int, float or None as written.
+                    for key, ts, *values in self._conn.execute(sql, chunk):
                         features = result[key]
-                        features.update(zip(table.feature_columns, counts, strict=True))
+                        features.update(zip(table.feature_columns, values, strict=True))
                         features[table.timestamp_feature] = from_epoch_seconds(ts)
         return result
 
@@ -356,7 +487,8 @@ class SQLiteOnlineStore(OnlineStore):
 
 # Applies a chunk of rows in order, each only if it is not older than the stored state.
 # KEYS: per-table row counter, per-table newest timestamp, then one state hash per row.
-# ARGV: number of feature columns n, the n column names, then per row: timestamp, n values.
+# ARGV: number of feature columns n, the n column names, then per row: timestamp, n values
+# (already encoded by _redis_encode; "" is a null and HSET stores it like any other string).
 _REDIS_WRITE_LATEST = """
 local n = tonumber(ARGV[1])
 local fields = {'timestamp', false}
@@ -397,6 +529,34 @@ return applied
 # Rows per script call: big enough to amortize per-command overhead, small enough that Redis is
 # never blocked for more than a few milliseconds.
 _REDIS_ROWS_PER_CALL = 500
+
+
+def _redis_encode(value: FeatureValue) -> str:
+    # Encoded here rather than by redis-py so the stored format does not hang on its encoder;
+    # repr of a float is the shortest string that parses back to the same float.
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _decode_count(raw: bytes) -> int:
+    # A COUNT is never stored null, so "" is an error here rather than None.
+    return int(raw)
+
+
+def _decode_int(raw: bytes) -> int | None:
+    return None if raw == b"" else int(raw)
+
+
+def _decode_float(raw: bytes) -> float | None:
+    return None if raw == b"" else float(raw)
+
+
+_REDIS_DECODERS: dict[str, Callable[[bytes], FeatureValue]] = {
+    COUNT: _decode_count,
+    INT: _decode_int,
+    FLOAT: _decode_float,
+}
 
 
 class RedisOnlineStore(OnlineStore):
@@ -445,10 +605,10 @@ class RedisOnlineStore(OnlineStore):
                     chunk = prepared[start : start + _REDIS_ROWS_PER_CALL]
                     keys = [count_key, latest_key]
                     args: list[str | int] = [len(table.feature_columns), *table.feature_columns]
-                    for key, ts, counts in chunk:
+                    for key, ts, values in chunk:
                         keys.append(self.state_key(table, key))
                         args.append(ts)
-                        args.extend(counts)
+                        args.extend(map(_redis_encode, values))
                     self._write_script(keys=keys, args=args, client=pipe)
                 applied += sum(int(r) for r in pipe.execute())
         return applied
@@ -461,6 +621,9 @@ class RedisOnlineStore(OnlineStore):
         if not unique:
             return {}
         fields = {table: [TIMESTAMP_FIELD, *table.feature_columns] for table in feature_sets}
+        decoders = {
+            table: [_REDIS_DECODERS[t] for t in table.feature_types] for table in feature_sets
+        }
         # One round trip for every (key, feature set); plain pipeline, reads need no MULTI.
         with self._client.pipeline(transaction=False) as pipe:
             for key in unique:
@@ -471,16 +634,24 @@ class RedisOnlineStore(OnlineStore):
         for key in unique:
             features: Features = {}
             for table in feature_sets:
-                ts, *counts = next(replies)
+                ts, *raw = next(replies)
                 if ts is None:
                     features.update(_no_state(table))
                     continue
-                if None in counts:
+                # HMGET gives None for a missing field; a stored null is b"".
+                if None in raw:
                     raise ValueError(
                         f"stored state {self.state_key(table, key)!r} lacks some of "
                         f"{table.feature_columns}; re-materialize the feature set"
                     )
-                features.update(zip(table.feature_columns, map(int, counts), strict=True))
+                try:
+                    values = [decode(r) for decode, r in zip(decoders[table], raw, strict=True)]
+                except ValueError as exc:
+                    raise ValueError(
+                        f"stored state {self.state_key(table, key)!r} does not match the types "
+                        f"{table.feature_types}: {exc}; re-materialize the feature set"
+                    ) from exc
+                features.update(zip(table.feature_columns, values, strict=True))
                 features[table.timestamp_feature] = from_epoch_seconds(int(ts))
             result[key] = features
         return result

@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 from pyspark.sql import SparkSession
 
+from legiti_assets import layout
 from legiti_assets.online_store import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
@@ -37,7 +38,7 @@ class DataDir(dg.ConfigurableResource):
 
     @property
     def landing_file(self) -> Path:
-        return self.resolve("order_events/input.csv")
+        return self.resolve(layout.LANDING_FILE)
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -111,7 +112,7 @@ class OnlineStoreResource(dg.ConfigurableResource):
     redis_key_prefix: str = "legiti"
 
     def resolved_url(self) -> str:
-        default = f"sqlite:///{self.data.resolve('online_store.db')}"
+        default = f"sqlite:///{self.data.resolve(layout.ONLINE_STORE_FILE)}"
         return self.url or os.environ.get("LEGITI_ONLINE_STORE") or default
 
     def redacted_url(self) -> str:

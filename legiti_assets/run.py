@@ -16,17 +16,26 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 from pyspark.sql import SparkSession
 
+from legiti_assets import layout
+from legiti_assets.assets.datasets import TRAINING_SET_ASSETS
+from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
+from legiti_assets.assets.online import ONLINE_ASSETS
+from legiti_assets.assets.raw import order_and_chargeback_events
+from legiti_assets.catalog import SPECS
 from legiti_assets.definitions import defs
-from legiti_assets.partitions import FIRST_DAY, LOOKBACK_DAYS
+from legiti_assets.partitions import FIRST_DAY
 from legiti_assets.resources import DataDir, OnlineStoreResource
 
-RAW = ["order_events", "chargeback_events"]
-FEATURE_SETS = [
-    "user_orders",
-    "user_chargebacks",
-    "user_orders_online",
-    "user_chargebacks_online",
-]
+
+def _names(assets: list[dg.AssetsDefinition]) -> list[str]:
+    return [key.to_user_string() for a in assets for key in a.keys]
+
+
+RAW = _names([order_and_chargeback_events])
+FEATURE_SETS = _names([*FEATURE_SET_ASSETS, *ONLINE_ASSETS])
+DATASETS = _names(TRAINING_SET_ASSETS)
+# Events are ingested this many days before the first feature-set day.
+LOOKBACK_DAYS = max(spec.lookback_days for spec in SPECS.values())
 
 # Every event is in the run's history in the UI; the terminal gets problems only (printing the
 # per-day events of a range run at DEBUG level costs several ms each).
@@ -72,7 +81,7 @@ def plan(
     return [
         (RAW, _range_tags(raw_start, end)),
         (FEATURE_SETS, _range_tags(start, end)),
-        (["awesome_dataset"], {}),
+        (DATASETS, {}),
     ]
 
 
@@ -139,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     if session is not None:
         session.stop()
     root = DataDir().root
-    print(f"historical feature store: {root / 'feature_store/historical/user'}")
-    print(f"training dataset:         {root / 'datasets/awesome_dataset'}")
+    print(f"historical feature store: {root / layout.FEATURE_STORE_DIR}")
+    print(f"training datasets:        {root / layout.DATASETS_DIR}")
     print(f"online feature store:     {OnlineStoreResource(data=DataDir()).redacted_url()}")
 
 

@@ -29,7 +29,6 @@ from starlette.routing import Route
 
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
-    ENTITY_KEYS,
     Features,
     FeatureSetTable,
     OnlineStore,
@@ -38,7 +37,7 @@ from legiti_assets.online_store import (
 
 logger = logging.getLogger(__name__)
 
-USER_FEATURE_SETS: tuple[FeatureSetTable, ...] = tuple(ONLINE_TABLES.values())
+FEATURE_SETS: tuple[FeatureSetTable, ...] = tuple(ONLINE_TABLES.values())
 
 MAX_BATCH_KEYS = 1000
 MAX_BODY_BYTES = 1 << 20
@@ -80,11 +79,12 @@ def create_app(
     if not tables or len(tables) != len(feature_sets):
         raise ValueError("feature_sets must be non-empty with unique names")
     all_tables = list(tables.values())
+    entity_keys = {table.entity: table.key for table in all_tables}
     holder = _StoreHolder(store_factory)
 
-    def select_tables(names: Any) -> list[FeatureSetTable]:
+    def select_tables(entity: str, names: Any) -> list[FeatureSetTable]:
         if names is None:
-            return all_tables
+            return [t for t in all_tables if t.entity == entity]
         if (
             not isinstance(names, list)
             or not names
@@ -94,12 +94,15 @@ def create_app(
         unknown = [n for n in names if n not in tables]
         if unknown:
             raise HTTPException(400, f"unknown feature sets {unknown}; known: {list(tables)}")
+        other = [n for n in names if tables[n].entity != entity]
+        if other:
+            raise HTTPException(400, f"feature sets {other} are not of entity {entity!r}")
         return [tables[n] for n in dict.fromkeys(names)]
 
     def check_entity(request: Request) -> str:
         entity = request.path_params["entity"]
-        if entity not in ENTITY_KEYS:
-            raise HTTPException(404, f"unknown entity {entity!r}; known: {sorted(ENTITY_KEYS)}")
+        if entity not in entity_keys:
+            raise HTTPException(404, f"unknown entity {entity!r}; known: {sorted(entity_keys)}")
         return entity
 
     def render(
@@ -111,7 +114,7 @@ def create_app(
             timestamps[table.name] = None if ts is None else ts.isoformat()
         return {
             "entity": entity,
-            ENTITY_KEYS[entity]: key,
+            entity_keys[entity]: key,
             "features": {c: features[c] for t in selected for c in t.feature_columns},
             "timestamps": timestamps,
         }
@@ -136,7 +139,9 @@ def create_app(
     async def get_one(request: Request) -> JSONResponse:
         entity = check_entity(request)
         raw = request.query_params.get("feature_sets")
-        selected = select_tables(None if raw is None else [n.strip() for n in raw.split(",")])
+        selected = select_tables(
+            entity, None if raw is None else [n.strip() for n in raw.split(",")]
+        )
         (payload,) = await read(entity, [request.path_params["key"]], selected)
         return JSONResponse(payload)
 
@@ -161,7 +166,7 @@ def create_app(
             raise HTTPException(400, '"keys" must be a list of strings')
         if len(keys) > MAX_BATCH_KEYS:
             raise HTTPException(400, f'"keys" has {len(keys)} items; the limit is {MAX_BATCH_KEYS}')
-        selected = select_tables(payload.get("feature_sets"))
+        selected = select_tables(entity, payload.get("feature_sets"))
         return JSONResponse(await read(entity, keys, selected))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -194,7 +199,7 @@ def create_app(
 
 def main(
     argv: Sequence[str] | None = None,
-    feature_sets: Sequence[FeatureSetTable] = USER_FEATURE_SETS,
+    feature_sets: Sequence[FeatureSetTable] = FEATURE_SETS,
 ) -> None:
     data_dir = os.environ.get("LEGITI_DATA_DIR") or "data"
     parser = argparse.ArgumentParser(description="Serve online features over HTTP.")

@@ -6,35 +6,17 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from legiti_assets.definitions import build_resources
-from legiti_assets.resources import DataDir, SparkResource
+from legiti_assets_tests.helpers import SAMPLE, TEST_SPARK
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "order_events" / "input.csv"
 # collected Spark timestamps are in the process's local time zone: make it UTC like the data
 os.environ["TZ"] = "UTC"
 time.tzset()
-
-TEST_SPARK = SparkResource(master="local[2]", shuffle_partitions=2, driver_memory="1g")
 
 
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
     """One Spark session for the whole suite: assets' getOrCreate() reuses it."""
     return TEST_SPARK.get_session()
-
-
-def write_landing(data_dir: Path, text: str | bytes) -> Path:
-    path = data_dir / "order_events" / "input.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, str):
-        path.write_text(text, encoding="utf-8")
-    else:
-        path.write_bytes(text)
-    return path
-
-
-def resources_for(data_dir: Path) -> dict[str, object]:
-    return build_resources(DataDir(path=str(data_dir)), TEST_SPARK)
 
 
 @pytest.fixture

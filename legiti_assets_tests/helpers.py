@@ -5,7 +5,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from legiti_assets.resources import DataDir, SparkResource
+
 FEATURE_STORE = "feature_store/historical/user"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "order_events" / "input.csv"
+TEST_SPARK = SparkResource(master="local[2]", shuffle_partitions=2, driver_memory="1g")
+
+
+def write_landing(data_dir: Path, text: str | bytes) -> Path:
+    path = data_dir / "order_events" / "input.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def resources_for(data_dir: Path) -> dict[str, object]:
+    from legiti_assets.definitions import build_resources
+
+    return build_resources(DataDir(path=str(data_dir)), TEST_SPARK)
 
 
 def read_table(path: Path) -> list[tuple]:

@@ -8,8 +8,7 @@ import duckdb
 import pytest
 
 from legiti_assets import run
-from legiti_assets_tests.conftest import resources_for
-from legiti_assets_tests.helpers import FEATURE_STORE, dataset_rows, feature_rows, t
+from legiti_assets_tests.helpers import FEATURE_STORE, dataset_rows, feature_rows, resources_for, t
 
 # State of user x on day D counts orders with D - w <= t < D. x ordered on 2018-05-12,
 # 2020-05-10, -11, -12, -13, 2020-07-15 and -16; y on 2020-04-12; z on 2020-05-11.
@@ -79,7 +78,7 @@ AWESOME_DATASET = sorted(
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark) -> tuple[Path, dg.DagsterInstance]:
     """The main job's three runs over the default range, on a copy of the sample."""
-    from legiti_assets_tests.conftest import SAMPLE
+    from legiti_assets_tests.helpers import SAMPLE
 
     data_dir = tmp_path_factory.mktemp("sample")
     (data_dir / "order_events").mkdir()
@@ -180,9 +179,9 @@ def test_feature_server_returns_the_online_state(built) -> None:
     from starlette.testclient import TestClient
 
     from legiti_assets.online_store import SQLiteOnlineStore
-    from legiti_assets.server import USER_FEATURE_SETS, create_app
+    from legiti_assets.server import FEATURE_SETS, create_app
 
-    app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), USER_FEATURE_SETS)
+    app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), FEATURE_SETS)
     with TestClient(app) as client:
         body = client.get("/features/user/x").json()
     assert body["features"]["cpf_chargebacks__count_over_30_days_rolling_windows"] == 2

@@ -13,8 +13,13 @@ import pytest
 
 from legiti_assets import storage
 from legiti_assets.definitions import ASSETS
-from legiti_assets_tests.conftest import SAMPLE, resources_for, write_landing
-from legiti_assets_tests.helpers import FEATURE_STORE, read_table
+from legiti_assets_tests.helpers import (
+    FEATURE_STORE,
+    SAMPLE,
+    read_table,
+    resources_for,
+    write_landing,
+)
 
 RANGE = ("2020-04-10", "2020-07-17")
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from legiti_assets.landing import LandingFileError, read_landing
-from legiti_assets_tests.conftest import write_landing
+from legiti_assets_tests.helpers import write_landing
 
 FIRST_DAY = dt.date(2010, 1, 1)
 PLAIN = (

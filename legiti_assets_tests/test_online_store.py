@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sqlite3
 import subprocess
@@ -11,7 +12,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,9 @@ from hypothesis import strategies as st
 
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
+    COUNT,
+    FLOAT,
+    INT,
     FeatureSetTable,
     OnlineStore,
     RedisOnlineStore,
@@ -167,7 +173,7 @@ def test_feature_sets_subset(store: OnlineStore) -> None:
 
 
 def test_unknown_entity_is_rejected(store: OnlineStore) -> None:
-    with pytest.raises(ValueError, match="unknown entity 'merchant'"):
+    with pytest.raises(ValueError, match="is of entity 'user', not 'merchant'"):
         store.get_features("merchant", ["x"], BOTH)
 
 
@@ -358,6 +364,188 @@ def test_matches_latest_wins_model(
     assert store.count(table) == len(model)
 
 
+# --- Typed columns ---------------------------------------------------------------------------
+
+TYPED = FeatureSetTable(
+    "user_amounts", "cpf", ("n_orders", "max_amount", "avg_amount"), (COUNT, INT, FLOAT)
+)
+
+
+def assert_exact(actual: Any, expected: Any) -> None:
+    """Same types and values, item by item in tuples; floats compared bit for bit."""
+    assert type(actual) is type(expected), (actual, expected)
+    if isinstance(expected, tuple):
+        for actual_item, expected_item in zip(actual, expected, strict=True):
+            assert_exact(actual_item, expected_item)
+    elif isinstance(expected, float):
+        assert actual.hex() == expected.hex(), (actual, expected)
+    else:
+        assert actual == expected
+
+
+def typed_of(store: OnlineStore, key: str) -> tuple[Any, ...]:
+    features = store.get_features("user", [key], [TYPED])[key]
+    return tuple(features[c] for c in TYPED.feature_columns)
+
+
+# (written values, values read back) per key.
+TYPED_CASES: dict[str, tuple[list[Any], tuple[Any, ...]]] = {
+    "plain": ([3, 7, 0.1], (3, 7, 0.1)),
+    "nulls": ([0, None, None], (0, None, None)),
+    "tiny": ([1, -5, 1e-300], (1, -5, 1e-300)),
+    "negative": ([2, 0, -2.5], (2, 0, -2.5)),
+    "integral_float": ([1.0, 4.0, 3.0], (1, 4, 3.0)),
+    "int_into_float": ([0, 2, 3], (0, 2, 3.0)),
+    "numpy": (
+        [np.int64(4), np.int32(-7), np.float64(0.1)],
+        (4, -7, 0.1),
+    ),
+    "numpy_narrow": (
+        [np.int8(1), np.float32(6.0), np.float32(0.1)],
+        (1, 6, float(np.float32(0.1))),
+    ),
+    "extremes": ([2**62, -(2**63), 5e-324], (2**62, -(2**63), 5e-324)),
+    "huge_float": ([0, None, -1.7976931348623157e308], (0, None, -1.7976931348623157e308)),
+    "decimal": ([Decimal("5"), Decimal("8"), Decimal("2.5")], (5, 8, 2.5)),
+    "negative_zero": ([0, 0, -0.0], (0, 0, 0.0)),  # SQLite cannot keep the sign
+}
+
+
+def test_typed_feature_set_defaults_and_validation() -> None:
+    assert TYPED.no_state_values == (0, None, None)
+    counts = FeatureSetTable("t", "cpf", ["a", "b"])
+    assert counts.feature_types == (COUNT, COUNT)
+    assert counts.no_state_values == (0, 0)
+    assert counts == FeatureSetTable("t", "cpf", ("a", "b"), [COUNT, COUNT])
+    assert hash(counts) == hash(FeatureSetTable("t", "cpf", ("a", "b"), (COUNT, COUNT)))
+    for types in [(COUNT,), (COUNT, INT, FLOAT), (COUNT, "double"), (INT, None), "count"]:
+        with pytest.raises(ValueError, match="feature_types"):
+            FeatureSetTable("t", "cpf", ("a", "b"), types)  # type: ignore[arg-type]
+
+
+def test_typed_values_round_trip_exactly(store: OnlineStore) -> None:
+    rows = [(key, DAY_2020, written) for key, (written, _) in TYPED_CASES.items()]
+    assert store.write_latest(TYPED, rows) == len(rows)
+    features = store.get_features("user", list(TYPED_CASES), [TYPED])
+    for key, (_, expected) in TYPED_CASES.items():
+        assert_exact(tuple(features[key][c] for c in TYPED.feature_columns), expected)
+        assert features[key]["user_amounts__timestamp"] == DAY_2020
+
+
+def test_typed_no_state_defaults(store: OnlineStore) -> None:
+    store.write_latest(TYPED, [("known", DAY_2020, [1, 2, 0.5])])
+    features = store.get_features("user", ["nobody", "known"], [TYPED, ORDERS])
+    nobody = features["nobody"]
+    assert nobody == {
+        "n_orders": 0,
+        "max_amount": None,
+        "avg_amount": None,
+        "user_amounts__timestamp": None,
+        **dict.fromkeys(ORDERS.feature_columns, 0),
+        "user_orders__timestamp": None,
+    }
+    assert_exact(tuple(nobody[c] for c in TYPED.feature_columns), (0, None, None))
+    assert_exact(typed_of(store, "known"), (1, 2, 0.5))
+    assert features["known"]["user_orders__timestamp"] is None
+
+
+def test_nan_becomes_null(store: OnlineStore) -> None:
+    rows = [
+        ("py", DAY_2020, [1, float("nan"), float("nan")]),
+        ("numpy", DAY_2020, [2, np.float64("nan"), np.float32("nan")]),
+        ("decimal", DAY_2020, [3, Decimal("NaN"), Decimal("NaN")]),
+    ]
+    assert store.write_latest(TYPED, rows) == 3
+    for key, count in [("py", 1), ("numpy", 2), ("decimal", 3)]:
+        assert_exact(typed_of(store, key), (count, None, None))
+
+
+def test_typed_values_from_pandas(store: OnlineStore) -> None:
+    """An int column with nulls reaches pandas as float64 with NaN."""
+    frame = pd.DataFrame(
+        {
+            "cpf": ["01234567890", "00000000001"],
+            "timestamp": pd.to_datetime(["2020-06-01", "2020-06-02"]),
+            "n_orders": np.array([2, 0], dtype=np.int64),
+            "max_amount": [250.0, np.nan],
+            "avg_amount": [125.25, np.nan],
+        }
+    )
+    rows = ((cpf, ts, values) for cpf, ts, *values in frame.itertuples(index=False, name=None))
+    assert store.write_latest(TYPED, rows) == 2
+    assert_exact(typed_of(store, "01234567890"), (2, 250, 125.25))
+    assert_exact(typed_of(store, "00000000001"), (0, None, None))
+
+
+def test_null_and_value_overwrite_each_other(store: OnlineStore) -> None:
+    store.write_latest(TYPED, [("k", DAY_2019, [1, 10, 2.5])])
+    store.write_latest(TYPED, [("k", DAY_2020, [0, None, None])])
+    assert_exact(typed_of(store, "k"), (0, None, None))
+    store.write_latest(TYPED, [("k", DAY_2020_NEXT, [4, 0, 0.0])])
+    assert_exact(typed_of(store, "k"), (4, 0, 0.0))
+    # A stale null does not erase a newer value.
+    assert store.write_latest(TYPED, [("k", DAY_2019, [0, None, None])]) == 0
+    assert_exact(typed_of(store, "k"), (4, 0, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("bad_values", "reason"),
+    [
+        ([None, 1, 1.5], "n_orders: a count cannot be null"),
+        ([float("nan"), 1, 1.5], "n_orders: a count cannot be null"),
+        (["3", 1, 1.5], "n_orders: expected a number, got str"),
+        ([True, 1, 1.5], "n_orders: expected a number, got bool"),
+        ([1, "4", 1.5], "max_amount: expected a number, got str"),
+        ([1, 2.5, 1.5], "max_amount: 2.5 is not an integer"),
+        ([1, np.bool_(True), 1.5], "max_amount: expected a number, got bool"),
+        ([1, float("inf"), 1.5], "max_amount: cannot convert float infinity"),
+        ([1, 1, "0.1"], "avg_amount: expected a number, got str"),
+        ([1, 1, b"0.1"], "avg_amount: expected a number, got bytes"),
+        ([1, 1, False], "avg_amount: expected a number, got bool"),
+        ([1, 1, float("-inf")], "avg_amount: -inf is not finite"),
+        ([1, 1, 10**400], "avg_amount: int too large to convert to float"),
+        ([1, 1, 1j], "avg_amount: expected a number, got complex"),
+    ],
+)
+def test_invalid_typed_value_rejects_its_whole_batch(
+    make_store: StoreFactory, bad_values: list[Any], reason: str
+) -> None:
+    store = make_store(batch_size=3)
+    rows = [(f"ok{i}", DAY_2020, [i, None, 0.5]) for i in range(5)]
+    rows.insert(4, ("bad", DAY_2020, bad_values))  # second batch: ok3, bad, ok4
+    with pytest.raises(ValueError, match="invalid row for user_amounts") as excinfo:
+        store.write_latest(TYPED, rows)
+    assert "'bad'" in str(excinfo.value)
+    assert reason in str(excinfo.value)
+    assert store.count(TYPED) == 3
+    features = store.get_features("user", ["ok2", "ok3", "bad"], [TYPED])
+    assert features["ok2"]["user_amounts__timestamp"] == DAY_2020
+    assert features["ok3"]["user_amounts__timestamp"] is None
+    assert features["bad"]["user_amounts__timestamp"] is None
+
+
+_float_keys = (f"f{i}" for i in itertools.count())
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.none()
+    | st.floats(allow_infinity=False)
+    | st.floats(width=32, allow_infinity=False).map(np.float32)
+)
+def test_any_float_round_trips_exactly(store: OnlineStore, value: Any) -> None:
+    key = next(_float_keys)
+    store.write_latest(TYPED, [(key, DAY_2020, [0, None, value])])
+    read = typed_of(store, key)[2]
+    if value is None or math.isnan(value):
+        assert read is None
+    else:
+        # -0.0 is stored as 0.0.
+        assert_exact(read, float(value) + 0.0)
+
+
 # --- SQLite specifics -----------------------------------------------------------------------
 
 
@@ -416,6 +604,35 @@ def test_sqlite_rejects_table_with_missing_columns(tmp_path: Path) -> None:
         evolved = FeatureSetTable("user_orders", "cpf", ("a", "b"))
         with pytest.raises(ValueError, match=r"lacks columns \['b'\]"):
             store.get_features("user", ["k"], [evolved])
+
+
+def test_sqlite_column_types(tmp_path: Path) -> None:
+    with SQLiteOnlineStore(tmp_path / "s.db") as store:
+        store.write_latest(TYPED, [("k", DAY_2020, [1, None, 3.0])])
+    conn = sqlite3.connect(tmp_path / "s.db")
+    try:
+        info = conn.execute('PRAGMA table_info("user_amounts")').fetchall()
+        assert [(name, sql_type, not_null) for _, name, sql_type, not_null, *_ in info] == [
+            ("cpf", "TEXT", 1),
+            ("timestamp", "INTEGER", 1),
+            ("n_orders", "INTEGER", 1),
+            ("max_amount", "INTEGER", 0),
+            ("avg_amount", "REAL", 0),
+        ]
+        assert conn.execute(
+            "SELECT typeof(n_orders), typeof(max_amount), typeof(avg_amount) FROM user_amounts"
+        ).fetchone() == ("integer", "null", "real")
+    finally:
+        conn.close()
+
+
+def test_sqlite_rejects_table_with_retyped_columns(tmp_path: Path) -> None:
+    with SQLiteOnlineStore(tmp_path / "s.db") as store:
+        store.write_latest(FeatureSetTable("t", "cpf", ("a", "b")), [("k", DAY_2020, [1, 2])])
+        for types in [(COUNT, FLOAT), (COUNT, INT), (FLOAT, COUNT)]:
+            retyped = FeatureSetTable("t", "cpf", ("a", "b"), types)
+            with pytest.raises(ValueError, match="of another type"):
+                store.get_features("user", ["k"], [retyped])
 
 
 def test_sqlite_uses_wal(tmp_path: Path) -> None:
@@ -480,6 +697,56 @@ def test_open_redis_url() -> None:
             b"cpf_orders__count_over_7_days_rolling_windows": b"2",
             b"cpf_orders__count_over_30_days_rolling_windows": b"3",
         }
+    finally:
+        client.close()
+        _flush_prefix(REDIS_URL, prefix)
+
+
+@needs_redis
+def test_redis_typed_encoding() -> None:
+    """Nulls are "" and floats their repr; a missing field is still an error, unlike ""."""
+    assert REDIS_URL
+    prefix = f"legiti_test_{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        with RedisOnlineStore(REDIS_URL, key_prefix=prefix) as store:
+            store.write_latest(
+                TYPED,
+                [
+                    ("a", DAY_2020, [np.int64(2), None, 0.1]),
+                    ("b", DAY_2020, [0, -3, 3.0]),
+                    ("c", DAY_2020, [1, 7, 1e-300]),
+                ],
+            )
+            hashes = {k: client.hgetall(store.state_key(TYPED, k)) for k in "abc"}
+            ts = str(int(DAY_2020.timestamp())).encode()
+            assert hashes == {
+                "a": {
+                    b"timestamp": ts,
+                    b"n_orders": b"2",
+                    b"max_amount": b"",
+                    b"avg_amount": b"0.1",
+                },
+                "b": {
+                    b"timestamp": ts,
+                    b"n_orders": b"0",
+                    b"max_amount": b"-3",
+                    b"avg_amount": b"3.0",
+                },
+                "c": {
+                    b"timestamp": ts,
+                    b"n_orders": b"1",
+                    b"max_amount": b"7",
+                    b"avg_amount": b"1e-300",
+                },
+            }
+            client.hdel(store.state_key(TYPED, "b"), "max_amount")
+            with pytest.raises(ValueError, match="lacks some of"):
+                store.get_features("user", ["b"], [TYPED])
+            # The column was an INT and is now read as a COUNT: a stored null cannot be a count.
+            as_counts = FeatureSetTable(TYPED.name, "cpf", TYPED.feature_columns, (COUNT,) * 3)
+            with pytest.raises(ValueError, match="does not match the types"):
+                store.get_features("user", ["a"], [as_counts])
     finally:
         client.close()
         _flush_prefix(REDIS_URL, prefix)

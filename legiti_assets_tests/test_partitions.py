@@ -8,8 +8,13 @@ import dagster as dg
 import pytest
 
 from legiti_assets.definitions import ASSETS
-from legiti_assets_tests.conftest import resources_for, write_landing
-from legiti_assets_tests.helpers import FEATURE_STORE, feature_rows, read_table
+from legiti_assets_tests.helpers import (
+    FEATURE_STORE,
+    feature_rows,
+    read_table,
+    resources_for,
+    write_landing,
+)
 
 FEATURE_SETS = ["user_orders", "user_chargebacks"]
 

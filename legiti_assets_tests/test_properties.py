@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from legiti_assets.catalog import SPECS
 from legiti_assets.definitions import ASSETS
-from legiti_assets.rolling import compute_rolling_counts, point_in_time_join
+from legiti_assets.engine import compute_states
+from legiti_assets.pit_join import point_in_time_join
 from legiti_assets_tests import reference
-from legiti_assets_tests.conftest import resources_for, write_landing
-from legiti_assets_tests.helpers import feature_rows
+from legiti_assets_tests.helpers import feature_rows, resources_for, write_landing
 
 BASE = dt.datetime(2020, 1, 1)
 ORDERS, CHARGEBACKS = SPECS["user_orders"], SPECS["user_chargebacks"]
@@ -52,8 +52,11 @@ def _rows(df) -> list[tuple]:
 def test_feature_sets_equal_the_reference(spark, events, first, length) -> None:
     start = BASE.date() + dt.timedelta(days=first)
     end = start + dt.timedelta(days=length)
-    df = spark.createDataFrame(events, "cpf string, order_timestamp timestamp")
-    got = _rows(compute_rolling_counts(df, ORDERS, start, end))
+    df = spark.createDataFrame(
+        [(f"o{i}", *e) for i, e in enumerate(events)],
+        "order_id string, cpf string, order_timestamp timestamp",
+    )
+    got = _rows(compute_states(df, ORDERS, start, end))
     assert got == reference.feature_rows(events, start, end)
 
 
@@ -73,19 +76,17 @@ def test_awesome_dataset_equals_the_reference(spark, generated) -> None:
     states = [
         (
             spec,
-            compute_rolling_counts(
-                df.where(f"{spec.event_timestamp} is not null"), spec, first, last
-            ),
+            compute_states(df.where(f"{spec.event_timestamp} is not null"), spec, first, last),
         )
         for spec in (ORDERS, CHARGEBACKS)
     ]
-    joined = point_in_time_join(df, states, order_timestamp="order_timestamp")
+    joined = point_in_time_join(df, states, timestamp="order_timestamp")
     columns = [
         "order_id",
         "order_timestamp",
         "chargeback_timestamp",
         "cpf",
-        *[c.column for spec in (ORDERS, CHARGEBACKS) for c in spec.counts],
+        *[c.column for spec in (ORDERS, CHARGEBACKS) for c in spec.aggregates],
     ]
     expected = reference.dataset_rows((o, t, cpf, cb) for o, t, cpf, cb in rows)
     assert _rows(joined.select(*columns)) == expected

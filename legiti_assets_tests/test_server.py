@@ -13,6 +13,10 @@ from starlette.testclient import TestClient
 
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
+    COUNT,
+    FLOAT,
+    INT,
+    FeatureSetTable,
     OnlineStore,
     RedisOnlineStore,
     SQLiteOnlineStore,
@@ -260,6 +264,35 @@ def test_store_opened_once_and_closed_on_shutdown(db: Path) -> None:
         assert len(opened) == 1
     with pytest.raises(Exception, match="closed"):
         opened[0].count(ORDERS)
+
+
+def test_typed_features_are_json_numbers_and_nulls(tmp_path: Path) -> None:
+    amounts = FeatureSetTable(
+        "user_amounts", "cpf", ("n_orders", "max_amount", "avg_amount"), (COUNT, INT, FLOAT)
+    )
+    path = tmp_path / "typed.db"
+    with SQLiteOnlineStore(path) as store:
+        store.write_latest(
+            amounts,
+            [("11111111111", DAY_1, [2, None, 0.1]), ("22222222222", DAY_1, [1, 7, 3.0])],
+        )
+    app = create_app(lambda: SQLiteOnlineStore(path), [amounts])
+    with TestClient(app) as client:
+        first = client.get("/features/user/11111111111")
+        batch = client.post("/features/user", json={"keys": ["22222222222", "99999999999"]})
+    assert first.status_code == 200
+    # The raw body, not just its parse: JSON null, and the float as the shortest repr.
+    assert '"max_amount":null' in first.text
+    assert '"avg_amount":0.1' in first.text
+    assert first.json()["features"] == {"n_orders": 2, "max_amount": None, "avg_amount": 0.1}
+    assert batch.status_code == 200
+    known, unknown = (item["features"] for item in batch.json())
+    assert known == {"n_orders": 1, "max_amount": 7, "avg_amount": 3.0}
+    # An integral float stays a JSON float (3.0), an INT a JSON integer.
+    assert type(known["avg_amount"]) is float
+    assert type(known["max_amount"]) is int
+    assert unknown == {"n_orders": 0, "max_amount": None, "avg_amount": None}
+    assert batch.json()[1]["timestamps"] == {"user_amounts": None}
 
 
 def test_create_app_rejects_duplicate_feature_sets(db: Path) -> None:

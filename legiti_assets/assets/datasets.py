@@ -1,4 +1,4 @@
-"""Training datasets: orders enriched with point-in-time correct feature values."""
+"""Training sets: each spine row enriched with point-in-time correct feature values."""
 
 import datetime as dt
 
@@ -6,41 +6,50 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks, storage
-from legiti_assets.assets.feature_store import column_schema
+from legiti_assets import checks, layout, storage
 from legiti_assets.assets.raw import EVENT_SCHEMA
-from legiti_assets.catalog import SOURCES, SPECS
-from legiti_assets.io_managers import FEATURE_STORE_DIR, RAW_DIR
+from legiti_assets.catalog import TRAINING
+from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
+from legiti_assets.feature_sets import TrainingSet
+from legiti_assets.io_managers import TABLE
+from legiti_assets.pit_join import asof_column, point_in_time_join
 from legiti_assets.resources import DataDir
-from legiti_assets.rolling import TIMESTAMP, asof_column, point_in_time_join
+from legiti_assets.schemas import state_schema
 
-FEATURE_SPECS = (SPECS["user_orders"], SPECS["user_chargebacks"])
-_event_columns = {c.name: c for c in EVENT_SCHEMA.columns}
-AWESOME_DATASET_SCHEMA = dg.TableSchema(
-    columns=[
-        _event_columns["order_id"],
-        dg.TableColumn(TIMESTAMP, "timestamp", description="When the order was placed."),
-        dg.TableColumn(
-            "chargeback_timestamp",
-            "timestamp",
-            description="The label: when a chargeback was reported; null when none is known.",
-        ),
-        _event_columns["cpf"],
-        *[column for spec in FEATURE_SPECS for column in column_schema(spec).columns[2:]],
-    ]
-)
 DATASET_CHECKS = {
-    "one_row_per_order": "No order_id appears twice.",
-    "point_in_time": "No feature value comes from a state dated after its order.",
+    "one_row_per_order": "No spine row (order_id) appears twice.",
+    "point_in_time": "No feature value comes from a state dated after its spine row.",
 }
+# The raw events' columns, which every spine is made of.
+_EVENT_COLUMNS = {c.name: c for c in EVENT_SCHEMA.columns}
+
+
+def training_set_schema(training_set: TrainingSet, specs: list[FeatureSetSpec]) -> dg.TableSchema:
+    """The spine's columns, its time as `timestamp` followed by the label, then the features."""
+    time, label = _EVENT_COLUMNS[training_set.timestamp], _EVENT_COLUMNS[training_set.label]
+    spine = []
+    for column in EVENT_SCHEMA.columns:
+        if column.name == time.name:
+            spine.append(dg.TableColumn(TIMESTAMP, time.type, description=time.description))
+            spine.append(
+                dg.TableColumn(
+                    label.name,
+                    label.type,
+                    description=f"The label. {label.description}",
+                )
+            )
+        elif column.name != label.name:
+            spine.append(column)
+    features = [c for spec in specs for c in state_schema(spec).columns[2:]]
+    return dg.TableSchema(columns=[*spine, *features])
 
 
 def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) -> dt.date:
-    """The last day D whose state, for every user, is the latest stored row at or before D.
+    """The last day D whose state, for every key, is the latest stored row at or before D.
 
     States only change the day after an event, so up to the first event's day they are all
-    zero; after it, every day must have been materialized, without a gap, for the latest row
-    to be the state: a user whose state did not change on a day has no row that day.
+    empty; after it, every day must have been materialized, without a gap, for the latest row
+    to be the state: a key whose state did not change on a day has no row that day.
     """
     if first_event_day is None:
         return dt.date.max
@@ -50,69 +59,91 @@ def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) ->
     return day
 
 
-@dg.asset(
-    group_name="datasets",
-    kinds={"spark", "parquet"},
-    ins={name: dg.AssetIn(name) for name in ("order_events", "user_orders", "user_chargebacks")},
-    io_manager_key="dataset_io_manager",
-    metadata={"dagster/column_schema": AWESOME_DATASET_SCHEMA},
-    check_specs=[
-        *checks.specs("awesome_dataset", DATASET_CHECKS),
-        dg.AssetCheckSpec(
-            "row_count_equals_orders",
-            asset="awesome_dataset",
-            description="As many rows as orders on days every feature set covers.",
-            blocking=True,
-        ),
-    ],
-)
-def awesome_dataset(
-    context: dg.AssetExecutionContext,
-    data_dir: DataDir,
-    order_events: DataFrame,
-    user_orders: DataFrame,
-    user_chargebacks: DataFrame,
-):
-    """Every order with its user's feature states at the order's time; the label is chargebacks."""
-    covered = min(
+def _covered(data_dir: DataDir, specs: list[FeatureSetSpec]) -> dt.date:
+    return min(
         last_covered_day(
-            set(storage.recorded_days(data_dir.resolve(f"{FEATURE_STORE_DIR}/{name}"))),
-            next(iter(storage.stored_days(data_dir.resolve(f"{RAW_DIR}/{SOURCES[name]}"))), None),
+            set(
+                storage.recorded_days(data_dir.resolve(layout.feature_set_table(s.entity, s.name)))
+            ),
+            next(iter(storage.stored_days(data_dir.resolve(layout.raw_table(s.source)))), None),
         )
-        for name in SPECS
+        for s in specs
     )
-    on_covered_day = F.to_date("order_timestamp") <= F.lit(covered)
-    n_all, n_orders = order_events.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
-    orders = order_events.where(on_covered_day)
-    joined = point_in_time_join(
-        orders,
-        [(FEATURE_SPECS[0], user_orders), (FEATURE_SPECS[1], user_chargebacks)],
-        order_timestamp="order_timestamp",
-    ).persist()
-    try:
-        dataset = joined.withColumnRenamed("order_timestamp", TIMESTAMP).select(
-            *[c.name for c in AWESOME_DATASET_SCHEMA.columns]
-        )
-        yield dg.Output(
-            dataset,
-            metadata={
-                "orders": n_orders,
-                "orders_on_uncovered_days": n_all - n_orders,
-                "last_covered_day": str(covered) if covered < dt.date.max else "all",
-            },
-        )
-        late = F.lit(False)
-        for spec in FEATURE_SPECS:
-            late = late | (F.col(asof_column(spec.name)) > F.col("order_timestamp"))
-        yield from checks.evaluate(
-            context,
-            joined,
-            "awesome_dataset",
-            {
-                "one_row_per_order": checks.duplicates_of("order_id"),
-                "point_in_time": checks.count_where(late),
-                "row_count_equals_orders": F.abs(F.count(F.lit(1)) - F.lit(n_orders)),
-            },
-        )
-    finally:
-        joined.unpersist()
+
+
+def training_set_asset(
+    training_set: TrainingSet, specs: list[FeatureSetSpec]
+) -> dg.AssetsDefinition:
+    """An unpartitioned asset: the spine on days every feature set covers, joined point in time."""
+    name, spine_name, time = training_set.name, training_set.spine, training_set.timestamp
+    schema = training_set_schema(training_set, specs)
+
+    @dg.asset(
+        name=name,
+        description=training_set.description,
+        group_name="datasets",
+        kinds={"spark", "parquet"},
+        ins={
+            "spine": dg.AssetIn(spine_name),
+            **{f"states_{i}": dg.AssetIn(s.name) for i, s in enumerate(specs)},
+        },
+        io_manager_key="parquet_io_manager",
+        metadata={
+            TABLE: layout.dataset_table(name),
+            "spine": spine_name,
+            "feature_sets": ", ".join(s.name for s in specs),
+            "dagster/column_schema": schema,
+        },
+        check_specs=[
+            *checks.specs(name, DATASET_CHECKS),
+            dg.AssetCheckSpec(
+                "row_count_equals_orders",
+                asset=name,
+                description="As many rows as spine rows on days every feature set covers.",
+                blocking=True,
+            ),
+        ],
+    )
+    def _training_set(
+        context: dg.AssetExecutionContext, data_dir: DataDir, spine: DataFrame, **states: DataFrame
+    ):
+        covered = _covered(data_dir, specs)
+        on_covered_day = F.to_date(time) <= F.lit(covered)
+        n_all, n_rows = spine.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
+        joined = point_in_time_join(
+            spine.where(on_covered_day),
+            [(s, states[f"states_{i}"]) for i, s in enumerate(specs)],
+            timestamp=time,
+        ).persist()
+        try:
+            dataset = joined.withColumnRenamed(time, TIMESTAMP).select(
+                *[c.name for c in schema.columns]
+            )
+            yield dg.Output(
+                dataset,
+                metadata={
+                    "rows": n_rows,
+                    "rows_on_uncovered_days": n_all - n_rows,
+                    "last_covered_day": str(covered) if covered < dt.date.max else "all",
+                },
+            )
+            late = F.lit(False)
+            for s in specs:
+                late = late | (F.col(asof_column(s.name)) > F.col(time))
+            yield from checks.evaluate(
+                context,
+                joined,
+                name,
+                {
+                    "one_row_per_order": checks.duplicates_of("order_id"),
+                    "point_in_time": checks.count_where(late),
+                    "row_count_equals_orders": F.abs(F.count(F.lit(1)) - F.lit(n_rows)),
+                },
+            )
+        finally:
+            joined.unpersist()
+
+    return _training_set
+
+
+TRAINING_SET_ASSETS = [training_set_asset(t, specs) for t, specs in TRAINING.values()]

@@ -6,10 +6,10 @@ import dagster as dg
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks
-from legiti_assets.io_managers import PARTITION_EXPR, days_of
+from legiti_assets import checks, layout
+from legiti_assets.io_managers import PARTITION_EXPR, TABLE
 from legiti_assets.landing import LandingFileError, read_landing
-from legiti_assets.partitions import FIRST_DAY, daily_partitions
+from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of
 from legiti_assets.resources import DataDir, SparkResource
 
 EVENT_SCHEMA = dg.TableSchema(
@@ -44,9 +44,10 @@ def _event_asset(name: str, dated_by: str, description: str) -> dg.AssetOut:
         description=description,
         group_name="raw",
         kinds={"spark", "parquet"},
-        io_manager_key="raw_io_manager",
+        io_manager_key="parquet_io_manager",
         metadata={
             PARTITION_EXPR: dated_by,
+            TABLE: layout.raw_table(name),
             "dagster/column_schema": EVENT_SCHEMA,
         },
     )

@@ -1,7 +1,8 @@
 """Feature sets of entity `user`, keyed by `cpf`.
 
-Plain butterfree declarations: they name the entity, key, source timestamp, aggregation and
-windows, and describe every feature. `legiti_assets.rolling` computes them at scale.
+Plain butterfree declarations: they name the entity, key, source timestamp, aggregations and
+windows, and describe every feature. `legiti_assets.engine` computes them at scale; the
+registry in `legiti_assets.feature_sets` binds each to its source.
 """
 
 from butterfree.constants import DataType
@@ -56,5 +57,3 @@ user_chargebacks = AggregatedFeatureSet(
         )
     ],
 ).with_windows(definitions=WINDOWS)
-
-USER_FEATURE_SETS = (user_orders, user_chargebacks)

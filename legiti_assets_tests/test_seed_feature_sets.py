@@ -1,4 +1,4 @@
-"""Pure logic: reading the butterfree declarations, rolling counts and the point-in-time join."""
+"""The seed's count feature sets through the engine, and the point-in-time join."""
 
 import datetime as dt
 import random
@@ -11,17 +11,15 @@ from butterfree.transform.transformations import AggregatedTransform
 from butterfree.transform.utils import Function
 from pyspark.sql import functions as F
 
-from legiti_assets.feature_sets import user_chargebacks, user_orders
-from legiti_assets.rolling import (
-    asof_column,
-    compute_rolling_counts,
-    point_in_time_join,
-    rolling_count_spec,
-)
+from legiti_assets.catalog import SPECS
+from legiti_assets.engine import DeclarationError, compute_states, feature_set_spec
+from legiti_assets.feature_sets import FeatureSetSource
+from legiti_assets.feature_sets.user import user_orders
+from legiti_assets.pit_join import asof_column, point_in_time_join
 from legiti_assets_tests import reference
 
-ORDERS = rolling_count_spec(user_orders)
-CHARGEBACKS = rolling_count_spec(user_chargebacks)
+ORDERS = SPECS["user_orders"]
+CHARGEBACKS = SPECS["user_chargebacks"]
 
 
 def test_specs_follow_the_declarations() -> None:
@@ -33,13 +31,14 @@ def test_specs_follow_the_declarations() -> None:
         "cpf_chargebacks__count_over_7_days_rolling_windows",
         "cpf_chargebacks__count_over_30_days_rolling_windows",
     ]
-    assert [c.days for c in ORDERS.counts] == [3, 7, 30]
+    assert [a.days for a in ORDERS.aggregates] == [3, 7, 30]
     assert ORDERS.lookback_days == 31
     assert (ORDERS.event_timestamp, CHARGEBACKS.event_timestamp) == (
         "order_timestamp",
         "chargeback_timestamp",
     )
-    assert all(c.description for c in ORDERS.counts + CHARGEBACKS.counts)
+    assert all(a.description for a in ORDERS.aggregates + CHARGEBACKS.aggregates)
+    assert (ORDERS.source, CHARGEBACKS.source) == ("order_events", "chargeback_events")
 
 
 def _declaration(function, windows: list[str]) -> AggregatedFeatureSet:
@@ -63,15 +62,19 @@ def _declaration(function, windows: list[str]) -> AggregatedFeatureSet:
 
 @pytest.mark.parametrize(
     ("function", "windows", "message"),
-    [(F.sum, ["3 days"], "only count"), (F.count, ["2 hours"], "only windows in days")],
+    [
+        (F.mode, ["3 days"], "feature set s, feature f: function 'mode' is not supported"),
+        (F.count, ["2 hours"], "feature set s: window '2 hours' is not a whole number of days"),
+    ],
 )
 def test_declarations_this_engine_cannot_compute_are_refused(function, windows, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        rolling_count_spec(_declaration(function, windows))
+    with pytest.raises(DeclarationError, match=message):
+        feature_set_spec(FeatureSetSource(_declaration(function, windows), "order_events"))
 
 
 def _events(spark, rows: list[tuple[str, dt.datetime]]):
-    return spark.createDataFrame(rows, "cpf string, order_timestamp timestamp")
+    with_ids = [(f"o{i}", *row) for i, row in enumerate(rows)]
+    return spark.createDataFrame(with_ids, "order_id string, cpf string, order_timestamp timestamp")
 
 
 def _rows(df) -> list[tuple]:
@@ -82,9 +85,7 @@ def test_window_edges_at_midnight(spark) -> None:
     """An event at exactly 00:00 of day d counts from d + 1 through d + w, and not on d + w + 1."""
     events = [("u", dt.datetime(2020, 1, 1)), ("u", dt.datetime(2020, 1, 1, 23, 59, 59))]
     got = _rows(
-        compute_rolling_counts(
-            _events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 3, 1)
-        )
+        compute_states(_events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 3, 1))
     )
     assert got == [
         ("u", dt.datetime(2020, 1, 2), 2, 2, 2),
@@ -98,15 +99,13 @@ def test_entering_and_leaving_on_the_same_day_is_no_change(spark) -> None:
     """An event leaving the 3-day window as another enters it: only longer windows change."""
     events = [("u", dt.datetime(2020, 1, 1, 5)), ("u", dt.datetime(2020, 1, 4, 5))]
     got = _rows(
-        compute_rolling_counts(
-            _events(spark, events), ORDERS, dt.date(2020, 1, 5), dt.date(2020, 1, 5)
-        )
+        compute_states(_events(spark, events), ORDERS, dt.date(2020, 1, 5), dt.date(2020, 1, 5))
     )
     assert got == [("u", dt.datetime(2020, 1, 5), 1, 2, 2)]
     assert _rows(
-        compute_rolling_counts(
+        compute_states(
             _events(spark, [("u", dt.datetime(2020, 1, 1)), ("u", dt.datetime(2020, 1, 31))]),
-            rolling_count_spec(user_orders),
+            ORDERS,
             dt.date(2020, 2, 1),
             dt.date(2020, 2, 1),
         )
@@ -115,9 +114,7 @@ def test_entering_and_leaving_on_the_same_day_is_no_change(spark) -> None:
 
 def test_events_outside_the_lookback_are_ignored(spark) -> None:
     events = [("u", dt.datetime(2019, 1, 1)), ("u", dt.datetime(2020, 3, 1))]
-    got = compute_rolling_counts(
-        _events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 2, 28)
-    )
+    got = compute_states(_events(spark, events), ORDERS, dt.date(2020, 1, 1), dt.date(2020, 2, 28))
     assert _rows(got) == []
 
 
@@ -129,7 +126,7 @@ def test_random_events_match_the_reference_model(spark) -> None:
         for _ in range(300)
     ]
     first, last = dt.date(2020, 1, 20), dt.date(2020, 4, 20)
-    got = _rows(compute_rolling_counts(_events(spark, events), ORDERS, first, last))
+    got = _rows(compute_states(_events(spark, events), ORDERS, first, last))
     assert got == reference.feature_rows(events, first, last)
     assert len(got) > 100
 
@@ -154,13 +151,13 @@ def test_point_in_time_join_takes_each_feature_set_independently(spark) -> None:
     joined = point_in_time_join(
         orders,
         [(ORDERS, order_states), (CHARGEBACKS, chargeback_states)],
-        order_timestamp="order_timestamp",
+        timestamp="order_timestamp",
     )
     columns = [
         "order_id",
         asof_column("user_orders"),
         asof_column("user_chargebacks"),
-        *[c.column for c in ORDERS.counts + CHARGEBACKS.counts],
+        *[a.column for a in ORDERS.aggregates + CHARGEBACKS.aggregates],
     ]
     got = sorted(tuple(r) for r in joined.select(*columns).collect())
     assert got == [

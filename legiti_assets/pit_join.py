@@ -1,0 +1,134 @@
+"""Point-in-time retrieval: each row of a spine with every feature set's state at its time.
+
+`get_historical_features` is the public entry, as Feast's is: any spine (a DataFrame with the
+feature sets' key, a timestamp and any other columns) and any registered feature sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from legiti_assets import layout, storage
+from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
+from legiti_assets.schemas import check_stored_schema, spark_ddl, state_schema
+
+
+def asof_column(feature_set: str) -> str:
+    """Column holding the timestamp of the feature-set row a spine row was joined with."""
+    return f"{feature_set}__asof"
+
+
+def point_in_time_join(
+    spine: DataFrame,
+    feature_sets: Sequence[tuple[FeatureSetSpec, DataFrame]],
+    *,
+    timestamp: str,
+) -> DataFrame:
+    """Each spine row with, for each feature set independently, the values of that set's latest
+    state row for the same key with `timestamp <= spine timestamp`, plus that row's timestamp in
+    `asof_column(name)`. Without such a row a key has no events yet: count-like features read
+    0, the others null.
+
+    One sort per key of spine rows and states together, instead of a range join of all states
+    against all spine rows.
+    """
+    keys = {spec.key for spec, _ in feature_sets}
+    if len(keys) != 1:
+        raise ValueError(f"feature sets to join must share one key, got {sorted(keys)}")
+    (key,) = keys
+    missing = {key, timestamp} - set(spine.columns)
+    if missing:
+        raise ValueError(f"the spine lacks the columns {sorted(missing)}")
+    kind, at = "_kind", "_at"
+    # states sort before spine rows at the same instant: a state dated exactly at a row applies.
+    # Each state travels as one struct, so a state's own nulls are carried, not skipped over.
+    parts = [spine.withColumn(at, F.col(timestamp)).withColumn(kind, F.lit(1))]
+    for spec, states in feature_sets:
+        parts.append(
+            states.select(
+                spec.key,
+                F.col(TIMESTAMP).alias(at),
+                F.lit(0).alias(kind),
+                F.struct(
+                    F.col(TIMESTAMP).alias(asof_column(spec.name)),
+                    *[a.column for a in spec.aggregates],
+                ).alias(_state(spec)),
+            )
+        )
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part, allowMissingColumns=True)
+    history = Window.partitionBy(key).orderBy(at, kind).rowsBetween(Window.unboundedPreceding, 0)
+    carried = union.select(
+        *spine.columns,
+        kind,
+        *[
+            F.last(_state(spec), ignorenulls=True).over(history).alias(_state(spec))
+            for spec, _ in feature_sets
+        ],
+    ).where(F.col(kind) == 1)
+    values: list[Column] = []
+    for spec, _ in feature_sets:
+        state = F.col(_state(spec))
+        values.append(state[asof_column(spec.name)].alias(asof_column(spec.name)))
+        for a in spec.aggregates:
+            no_state = F.lit(0) if a.count_like else F.lit(None)
+            values.append(
+                F.when(state.isNull(), no_state)
+                .otherwise(state[a.column])
+                .cast(a.dtype)
+                .alias(a.column)
+            )
+    return carried.select(*spine.columns, *values)
+
+
+def _state(spec: FeatureSetSpec) -> str:
+    return f"_state_{spec.name}"
+
+
+def read_states(spark: SparkSession, data_dir: Path, spec: FeatureSetSpec) -> DataFrame:
+    """Every stored state row of a feature set (empty if none is stored yet)."""
+    table = data_dir / layout.feature_set_table(spec.entity, spec.name)
+    ddl = spark_ddl(state_schema(spec))
+    paths = [storage.day_dir(table, d) for d in storage.stored_days(table)]
+    if not paths:
+        return spark.createDataFrame([], ddl)
+    check_stored_schema(spec.name, paths, state_schema(spec))
+    return (
+        spark.read.schema(ddl)
+        .option("basePath", storage.file_uri(table))
+        .parquet(*(storage.file_uri(p) for p in paths))
+        .select(*spec.columns)
+    )
+
+
+def get_historical_features(
+    spine: DataFrame,
+    feature_sets: Sequence[str],
+    *,
+    timestamp: str,
+    data_dir: str | Path | None = None,
+) -> DataFrame:
+    """The spine's rows, each with the state of every named feature set at `timestamp`, read
+    from the historical store under `data_dir` (default: `$LEGITI_DATA_DIR`, else `data`).
+
+    Point in time correct: a row sees the state of its day, which counts events strictly before
+    that day's 00:00 UTC. Count-like features without a state read 0, others null.
+    """
+    from legiti_assets.catalog import SPECS
+    from legiti_assets.resources import DataDir
+
+    unknown = [n for n in feature_sets if n not in SPECS]
+    if unknown:
+        raise ValueError(f"unknown feature sets {unknown}; registered: {sorted(SPECS)}")
+    root = DataDir(path=None if data_dir is None else str(data_dir)).root
+    spark = spine.sparkSession
+    return point_in_time_join(
+        spine,
+        [(SPECS[n], read_states(spark, root, SPECS[n])) for n in feature_sets],
+        timestamp=timestamp,
+    )
