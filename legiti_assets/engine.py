@@ -171,8 +171,10 @@ def _function(feature_set: str, feature: str, function: object, dtype: DataType)
 def _describe(
     description: str, function: object, window: str, transform: AggregatedTransform
 ) -> str:
-    where = f" where {transform.filter_expression}" if transform.filter_expression else ""
-    return f"{description} ({getattr(function, '__name__', function)} over {window}{where}.)"
+    where = f", where {transform.filter_expression}" if transform.filter_expression else ""
+    return (
+        f"{description} Aggregate: {getattr(function, '__name__', function)} over {window}{where}."
+    )
 
 
 def feature_set_spec(entry: FeatureSetSource) -> FeatureSetSpec:
