@@ -160,10 +160,10 @@ def _function(feature_set: str, feature: str, function: object, dtype: DataType)
         )
     spark_type = dtype.spark.simpleString()
     if spark_type not in NUMBER_TYPES or (name in COUNT_LIKE and spark_type not in INTEGER_TYPES):
-        wanted = "an integer type" if name in COUNT_LIKE else "a numeric type"
+        wanted = "INTEGER or BIGINT" if name in COUNT_LIKE else "INTEGER, BIGINT, FLOAT or DOUBLE"
         raise DeclarationError(
             f"feature set {feature_set}, feature {feature}: {shown} is declared as "
-            f"{dtype.name}; declare {wanted} (DataType.INTEGER, BIGINT, FLOAT or DOUBLE)"
+            f"{dtype.name}; declare DataType.{wanted}"
         )
     return name
 
