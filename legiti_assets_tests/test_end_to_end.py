@@ -124,3 +124,76 @@ def test_feature_server_returns_the_online_state(built) -> None:
     assert body["features"]["cpf_chargebacks__count_over_30_days_rolling_windows"] == 2
     assert body["features"]["cpf_orders__count_over_3_days_rolling_windows"] == 2
     assert body["timestamps"]["user_chargebacks"].startswith("2020-07-15")
+
+
+def test_any_spine_gets_point_in_time_features(built, spark) -> None:
+    """The README's recipe: another training set in a few lines, from the stored states."""
+    from legiti_assets.pit_join import get_historical_features
+
+    spine = spark.createDataFrame(
+        [
+            ("x", dt.datetime(2020, 5, 13, 0, 0, 0), "at midnight: the day's state applies"),
+            ("x", dt.datetime(2020, 7, 15, 2, 0, 0), "order h's instant"),
+            ("nobody", dt.datetime(2020, 7, 15), "no state"),
+        ],
+        "cpf string, scored_at timestamp, note string",
+    )
+    rows = get_historical_features(
+        spine, ["user_chargebacks", "user_orders"], timestamp="scored_at", data_dir=built[0]
+    ).collect()
+    assert sorted(tuple(r) for r in rows) == [
+        ("nobody", dt.datetime(2020, 7, 15), "no state", None, 0, 0, 0, None, 0, 0, 0),
+        (
+            "x",
+            dt.datetime(2020, 5, 13),
+            "at midnight: the day's state applies",
+            dt.datetime(2020, 5, 13),
+            1,
+            1,
+            1,
+            dt.datetime(2020, 5, 13),
+            3,
+            3,
+            3,
+        ),
+        (
+            "x",
+            dt.datetime(2020, 7, 15, 2),
+            "order h's instant",
+            dt.datetime(2020, 7, 15),
+            1,
+            1,
+            2,
+            dt.datetime(2020, 6, 13),
+            0,
+            0,
+            0,
+        ),
+    ]
+    with pytest.raises(ValueError, match=r"unknown feature sets \['user_refunds'\]"):
+        get_historical_features(spine, ["user_refunds"], timestamp="scored_at", data_dir=built[0])
+
+
+def test_days_stored_under_another_declaration_are_refused_with_backfill_advice(
+    built, spark, tmp_path
+) -> None:
+    import shutil
+
+    from legiti_assets.catalog import SPECS
+    from legiti_assets.pit_join import read_states
+    from legiti_assets.schemas import StoredSchemaError
+
+    copy = tmp_path / "data"
+    shutil.copytree(built[0] / "feature_store", copy / "feature_store")
+    table = copy / FEATURE_STORE / "user_orders"
+    day = table / "year=2020" / "month=5" / "day=13"
+    assert read_states(spark, copy, SPECS["user_orders"]).count() == len(USER_ORDERS)
+    older = spark.read.parquet(str(day)).drop("cpf_orders__count_over_30_days_rolling_windows")
+    older.toPandas().to_parquet(tmp_path / "older.parquet")
+    shutil.rmtree(day)
+    day.mkdir()
+    shutil.copy(tmp_path / "older.parquet", day / "part-0.parquet")
+    with pytest.raises(
+        StoredSchemaError, match=r"user_orders: the day stored in .*day=13.* backfill"
+    ):
+        read_states(spark, copy, SPECS["user_orders"])

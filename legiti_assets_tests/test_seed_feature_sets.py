@@ -178,3 +178,39 @@ def test_the_training_set_covers_days_up_to_the_first_gap_in_the_history() -> No
     assert last_covered_day(days - {dt.date(2020, 1, 13)}, first) == dt.date(2020, 1, 12)
     # states before the first event are all zero, whatever is materialized
     assert last_covered_day(days - {dt.date(2020, 1, 11)}, first) == first
+
+
+def test_point_in_time_join_carries_a_states_own_nulls_and_fills_only_counts(spark) -> None:
+    from legiti_assets_tests.extended_registry import DELAYS
+
+    spec = feature_set_spec(DELAYS)
+    names = [a.column for a in spec.aggregates]
+    full = {n: (9 if n.startswith("late") else 1.5) for n in names}
+    emptied = {n: (0 if n.startswith("late") else None) for n in names}
+    states = spark.createDataFrame(
+        [
+            {"cpf": "x", "timestamp": dt.datetime(2020, 1, 2), **full},
+            {"cpf": "x", "timestamp": dt.datetime(2020, 1, 9), **emptied},
+        ],
+        schema="cpf string, timestamp timestamp, "
+        + ", ".join(f"{a.column} {a.dtype}" for a in spec.aggregates),
+    )
+    spine = spark.createDataFrame(
+        [
+            ("x", dt.datetime(2020, 1, 1)),
+            ("x", dt.datetime(2020, 1, 5)),
+            ("x", dt.datetime(2020, 2, 1)),
+        ],
+        "cpf string, t timestamp",
+    )
+    got = sorted(
+        tuple(r)
+        for r in point_in_time_join(spine, [(spec, states)], timestamp="t")
+        .select("t", asof_column(spec.name), names[0], names[-1])
+        .collect()
+    )
+    assert got == [
+        (dt.datetime(2020, 1, 1), None, None, 0),  # no state yet: counts 0, the rest null
+        (dt.datetime(2020, 1, 5), dt.datetime(2020, 1, 2), 1.5, 9),
+        (dt.datetime(2020, 2, 1), dt.datetime(2020, 1, 9), None, 0),  # the emptied state's null
+    ]
