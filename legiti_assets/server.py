@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from legiti_assets import layout
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.online_store import (
     Features,
@@ -207,7 +208,8 @@ def main(
     parser.add_argument("--port", type=int, default=os.environ.get("PORT", "8000"))
     parser.add_argument(
         "--store-url",
-        default=os.environ.get("LEGITI_ONLINE_STORE") or f"sqlite:///{data_dir}/online_store.db",
+        default=os.environ.get("LEGITI_ONLINE_STORE")
+        or f"sqlite:///{data_dir}/{layout.ONLINE_STORE_FILE}",
         help="sqlite:///path.db or redis://host:port/db (env LEGITI_ONLINE_STORE)",
     )
     parser.add_argument("--redis-key-prefix", default="legiti")

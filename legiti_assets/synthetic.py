@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from legiti_assets import layout
+
 END_DAY = dt.date(2020, 7, 17)
 DEFAULT_SEED = 20200717
 CHARGEBACK_RATE = 0.02
@@ -105,7 +107,7 @@ def _text(times: np.ndarray) -> pa.Array:
 
 def write_landing(table: pa.Table, data_dir: Path) -> Path:
     """Write `table` to `<data_dir>/order_events/input.csv`, unquoted, nulls as empty fields."""
-    path = data_dir / "order_events" / "input.csv"
+    path = data_dir / layout.LANDING_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
     with path.open("wb") as out:
