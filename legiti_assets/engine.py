@@ -28,6 +28,7 @@ from butterfree.transform.aggregated_feature_set import AggregatedFeatureSet
 from butterfree.transform.transformations import AggregatedTransform
 from pyspark.sql import Column, DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegralType
 
 from legiti_assets import butterfree_compat
 from legiti_assets.feature_sets import FeatureSetSource
@@ -285,7 +286,7 @@ _PARTIALS: dict[str, tuple[Callable[[Column], Column], Over]] = {
 }
 _NEEDS: dict[str, tuple[str, ...]] = {
     "count": ("n",),
-    "sum": ("sum",),
+    "sum": ("sum", "n"),
     "avg": ("sum", "n"),
     "min": ("min",),
     "max": ("max",),
@@ -313,7 +314,10 @@ def _combine(aggregate: Aggregate, partial: Callable[[str], Column]) -> Column:
         return F.size(F.array_distinct(partial("set")))
     if function == "avg":
         return partial("sum") / partial("n")
-    if function in ("sum", "min", "max"):
+    if function == "sum":
+        # a running sum of an emptied window is 0, not null: emptiness is told by the count
+        return F.when(partial("n") > 0, partial("sum"))
+    if function in ("min", "max"):
         return partial(function)
     return _variance(partial("list"), function)
 
@@ -335,39 +339,70 @@ def compute_states(
     values = {f"v{i}": _values(*v) for i, v in enumerate(distinct_values)}
     value_of = {a: f"v{distinct_values.index(a.values)}" for a in spec.aggregates}
     needed = sorted({(value_of[a], p) for a in spec.aggregates for p in _NEEDS[a.function]})
-    # one shuffle, by key: the per-day partials, the evaluation days and the windows below
-    # all partition by the key, so Spark reuses this partitioning
+    selected = derived.select(
+        F.col(key), day.alias("day"), *(c.alias(n) for n, c in values.items())
+    )
+    integral = {f.name for f in selected.schema.fields if isinstance(f.dataType, IntegralType)}
+    # Counts, and sums of integers, are kept as exact running sums of what enters and leaves
+    # each window: cheap. Everything else is recomputed over each window's days.
+    running = [f"{v}_{p}" for v, p in needed if p == "n" or (p == "sum" and v in integral)]
+    # one shuffle, by key: the per-day partials and the windows below all partition by the key,
+    # so Spark reuses this partitioning
     daily = (
-        derived.select(F.col(key), day.alias("day"), *(c.alias(n) for n, c in values.items()))
-        .where(F.col("day").between(first - spec.lookback_days, last - 1))
+        selected.where(F.col("day").between(first - spec.lookback_days, last - 1))
         .repartition(key)
         .groupBy(key, "day")
         .agg(*(_PARTIALS[p][0](F.col(v)).alias(f"{v}_{p}") for v, p in needed))
     )
-    # the days a state can change: an event day's next day, and the day after it leaves each
-    # window; plus, per key, the day before the range, whose state the first row compares with
-    change_days = F.array(
-        *(F.col("day") + 1 + offset for offset in sorted({0, *(w for w in spec.windows)}))
-    )
-    at = (
-        daily.select(key, F.explode(change_days).alias("day"))
-        .where(F.col("day").between(first, last))
-        .distinct()
-    )
-    evaluated = at.unionByName(at.select(key).distinct().withColumn("day", first - 1))
-    rows = daily.withColumn("_at", F.lit(False)).unionByName(
-        evaluated.withColumn("_at", F.lit(True)), allowMissingColumns=True
+    # Each day's partials, then the days its events can change a state, as rows without
+    # partials: the next day (they enter every window) and the day after they leave each
+    # window; plus the day before the range, whose state the first row is compared with. A
+    # day reached from several event days repeats: a repeat sees the same windows, so it reads
+    # as unchanged and is dropped, which costs less than deduplicating.
+    windows = spec.windows
+
+    def entry(at: Column, kind: str, left: int = -1) -> Column:
+        return F.struct(at.alias("day"), F.lit(kind).alias("kind"), F.lit(left).alias("left"))
+
+    entries = [entry(F.col("day"), "data"), entry(F.col("day") + 1, "enter")]
+    entries += [entry(F.col("day") + 1 + w, "leave", i) for i, w in enumerate(windows)]
+    entries.append(entry(first - 1, "baseline"))
+    partials = [f"{v}_{p}" for v, p in needed]
+    e = F.col("e")
+    rows = (
+        daily.select(key, *partials, F.explode(F.array(*entries)).alias("e"))
+        .select(
+            key,
+            e["day"].alias("day"),
+            ((e["kind"] != "data") & (e["day"] >= first - 1)).alias("_at"),
+            *(F.when(e["kind"] == "data", F.col(p)).alias(p) for p in partials if p not in running),
+            *(
+                (
+                    F.when(e["kind"] == "enter", F.col(p)).otherwise(0)
+                    - F.when((e["kind"] == "leave") & (e["left"] == i), F.col(p)).otherwise(0)
+                ).alias(f"{p}_delta_{w}")
+                for p in running
+                for i, w in enumerate(windows)
+            ),
+        )
+        # what entered or left before the range still counts in the running sums
+        .where(F.col("day") <= last)
     )
     by_day = Window.partitionBy(key).orderBy("day")
-    over = {w: by_day.rangeBetween(-w, -1) for w in spec.windows}
+    up_to = by_day.rangeBetween(Window.unboundedPreceding, 0)
+    over = {w: by_day.rangeBetween(-w, -1) for w in windows}
     windowed = rows.select(
         key,
         "day",
         "_at",
         *(
-            _PARTIALS[p][1](F.col(f"{v}_{p}"), over[w]).alias(f"{v}_{p}_{w}")
+            (
+                F.coalesce(F.sum(f"{v}_{p}_delta_{w}").over(up_to), F.lit(0))
+                if f"{v}_{p}" in running
+                else _PARTIALS[p][1](F.col(f"{v}_{p}"), over[w])
+            ).alias(f"{v}_{p}_{w}")
             for v, p in needed
-            for w in spec.windows
+            for w in windows
         ),
     ).where(F.col("_at"))
     states = windowed.select(
