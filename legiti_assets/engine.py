@@ -8,11 +8,13 @@ evaluated at those days only, each over the per-day partial aggregates of its wi
 
     state(u, D) = aggregate of from_column (after the filter) over u's events, D - w <= t < D
 
-A day is whole UTC days, so `D - w <= t < D` is "the event's day is in D - w .. D - 1", and a
-range frame over per-day partials is exact. Each window is recomputed from its days (Spark's
-sliding frame), never kept as a running sum: a window that empties reads null, never 1e-13.
-Work per evaluated day is bounded by the window's days (min, max, sums) or its events (distinct
-counts and variances, which need the values): events x window days at worst.
+Windows are whole UTC days, so `D - w <= t < D` is "the event's day is in D - w .. D - 1".
+Counts, and sums of integers, are exact running sums of what enters and leaves each window.
+Everything else is recomputed for each evaluated day over a range frame of the window's days
+(Spark's sliding frame), never kept as a running sum of floats: a window that empties reads
+null, never 1e-13. Work per evaluated day is bounded by the window's days (min, max, float sums)
+or its events (distinct counts and variances, which need the values): events x window days at
+worst.
 """
 
 from __future__ import annotations
