@@ -8,6 +8,9 @@ For each size: generate `benchmarks/data/<size>/order_events/input.csv`, then ru
 group in a fresh process (Spark session included, so its memory can be measured):
 
 - backfill: one single-run backfill of the raw events, then one of both feature sets
+- extra:    with `DELAYS` (legiti_assets_tests/extended_registry.py) appended to the registry,
+            one single-run backfill of `user_chargeback_delays` (avg/max/min/sum and a filtered
+            count) over the same days, from the raw events the backfill stage ingested
 - daily:    one daily partition (the last day) of both feature sets, `--daily-repeats` times
 - dataset:  `awesome_dataset`
 - online:   assets named `*_online` (last day), only if the definitions have `user_orders_online`
@@ -18,6 +21,9 @@ sampled every 0.2 s) cover the whole process. The Parquet written is then compar
 DuckDB reference row for row (the run fails if they differ), and the DuckDB reference and
 stock butterfree are timed on the same landing file. Results of each size are kept in
 `benchmarks/data/results/<size>.json`; `benchmarks/RESULTS.md` shows the latest of every size.
+Outputs of user_chargeback_delays are compared with `duckdb_reference.compute_delays`, floats
+within FLOAT_TOLERANCE x max(1, |v|). With BENCH_PROGRESS=<file> set, one line per finished
+stage is appended to that file.
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ DATA = HERE / "data"
 RESULTS = HERE / "RESULTS.md"
 FEATURE_SETS = ["user_orders", "user_chargebacks"]
 ONLINE_MARKER = "user_orders_online"
-STAGES = ("backfill", "daily", "dataset", "online")
+STAGES = ("backfill", "extra", "daily", "dataset", "online")
+EXTRA = "user_chargeback_delays"  # the min/max feature set of the extra stage
+FLOAT_TOLERANCE = 1e-9
 
 
 # --- in the stage process --------------------------------------------------------------------
@@ -81,6 +89,11 @@ def _steps(instance, run_id: str) -> dict[str, dict[str, float]]:
 def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitions: int) -> None:
     """Materialize one stage group through the real assets; report its runs' step times."""
     began = time.perf_counter()
+    if stage == "extra":  # the registry is read when the definitions are imported: first
+        import legiti_assets.feature_sets as registry
+        from legiti_assets_tests.extended_registry import DELAYS
+
+        registry.FEATURE_SETS.append(DELAYS)
     import dagster as dg
 
     from legiti_assets import run
@@ -103,6 +116,7 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
             ("raw", raw_selection, raw_tags, None),
             ("feature_sets", FEATURE_SETS, whole, None),
         ],
+        "extra": [(EXTRA, [EXTRA], whole, None)],
         "daily": [("feature_sets", FEATURE_SETS, {}, str(end))],
         "dataset": [("awesome_dataset", ["awesome_dataset"], {}, None)],
         "online": [("online", [n for n in online if n.endswith("_online")], whole, None)],
@@ -190,6 +204,45 @@ def check_outputs(data_dir: Path, ref: duckdb_reference.Reference) -> None:
     con.close()
 
 
+def check_delays(data_dir: Path, expected: pd.DataFrame) -> dict[str, int]:
+    """Fail loudly unless the stored user_chargeback_delays has the reference's (cpf, timestamp)
+    rows, with equal counts and nulls and floats within FLOAT_TOLERANCE x max(1, |v|)."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    columns = list(expected.columns)
+    ours = _stored(con, data_dir / "feature_store/historical/user" / EXTRA, columns)
+    con.register("expected", expected)
+    keys = "select cpf, timestamp from"
+    same = []
+    for c in columns[2:]:
+        if pd.api.types.is_float_dtype(expected[c]):
+            close = f'abs(o."{c}" - e."{c}") <= {FLOAT_TOLERANCE} * greatest(1, abs(e."{c}"))'
+            close = f"coalesce({close}, false)"  # one null, the other not: different
+            same.append(f'((o."{c}" is null and e."{c}" is null) or {close})')
+        else:
+            same.append(f'o."{c}" is not distinct from e."{c}"')
+    diff = dict(
+        zip(
+            ("rows", "extra", "missing", "different"),
+            con.execute(
+                f"""
+                with o as ({ours})
+                select (select count(*) from o),
+                    (select count(*) from ({keys} o except all {keys} expected)),
+                    (select count(*) from ({keys} expected except all {keys} o)),
+                    (select count(*) from o join expected e using (cpf, timestamp)
+                     where not ({" and ".join(same)}))
+                """
+            ).fetchall()[0],
+            strict=True,
+        )
+    )
+    con.close()
+    if diff["extra"] or diff["missing"] or diff["different"] or diff["rows"] != len(expected):
+        raise SystemExit(f"{EXTRA} differs from the DuckDB reference: {diff}")
+    return diff
+
+
 def stock_diff(out_dir: Path, ref: duckdb_reference.Reference, start: dt.date) -> str:
     """How stock butterfree's rows differ from the contract (nulls read as 0)."""
     con = duckdb.connect()
@@ -227,6 +280,34 @@ def _events(landing: Path, first: dt.date, last: dt.date) -> int:
     return duckdb.execute(sql, [first, last, str(landing)]).fetchall()[0][0]
 
 
+def _chargebacks(landing: Path, first: dt.date, last: dt.date) -> int:
+    """Chargebacks dated on days [first, last]."""
+    sql = (
+        "select count(*) filter (where chargeback_timestamp[:10]::date between $1 and $2) "
+        "from read_csv($3, header = true, all_varchar = true)"
+    )
+    return duckdb.execute(sql, [first, last, str(landing)]).fetchall()[0][0]
+
+
+def progress(line: str) -> None:
+    """Print `line`; append it to $BENCH_PROGRESS too, if set, for others to follow."""
+    print(line, flush=True)
+    path = os.environ.get("BENCH_PROGRESS")
+    if path:
+        stamp = time.strftime("%H:%M:%S")
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        with open(path, "a") as out:
+            out.write(f"{stamp} {line} (load {load})\n")
+
+
+def _stage_note(name: str, stage: str, figures: dict, steps: list[str] | None = None) -> None:
+    figures["load_after"] = round(os.getloadavg()[0], 1)  # 1-min load average as it ended
+    progress(
+        f"[{name}] {stage}: {_in_run(figures, steps):.2f} s in run, "
+        f"{figures['process_seconds']:.1f} s process, peak {_gb(figures['peak_rss_bytes'])}"
+    )
+
+
 def bench_size(name: str, args) -> dict:
     size = synthetic.SIZES[name]
     start, end = synthetic.day_range(size)
@@ -243,26 +324,42 @@ def bench_size(name: str, args) -> dict:
     lookback = end - dt.timedelta(days=31)
     result["events"] = _events(landing, start, end)
     result["daily_events"] = _events(landing, lookback, end - dt.timedelta(days=1))
+    result["chargebacks"] = _chargebacks(landing, start, end)
 
     stages: dict = {}
     stages["backfill"] = _stage("backfill", root, home, start, end, args)
     print(f"[{name}] backfill: {stages['backfill']['process_seconds']:.1f} s")
+    _stage_note(name, "backfill, both feature sets", stages["backfill"], FEATURE_SETS)
+    stages["extra"] = _stage("extra", root, home, start, end, args)
+    _stage_note(name, "extra, backfill of the min/max feature set", stages["extra"], [EXTRA])
     daily = [_stage("daily", root, home, start, end, args) for _ in range(args.daily_repeats)]
     stages["daily"] = sorted(daily, key=lambda d: _in_run(d))[len(daily) // 2]  # the median
     stages["daily"]["repeats"] = [_in_run(d) for d in daily]
     stages["daily"]["process_repeats"] = [d["process_seconds"] for d in daily]
+    _stage_note(name, "daily partition (median)", stages["daily"])
     stages["dataset"] = _stage("dataset", root, home, start, end, args)
+    _stage_note(name, "awesome_dataset", stages["dataset"])
     if _has_online():
         stages["online"] = _stage("online", root, home, start, end, args)
+        _stage_note(name, "online load", stages["online"])
     result["stages"] = stages
 
     refs = [duckdb_reference.compute(landing, start, end) for _ in range(args.duckdb_repeats)]
     check_outputs(root, refs[0])
-    print(f"[{name}] outputs equal the DuckDB reference")
+    progress(f"[{name}] outputs of the seed feature sets and awesome_dataset equal DuckDB's")
+    delays = [
+        duckdb_reference.compute_delays(landing, start, end) for _ in range(args.duckdb_repeats)
+    ]
+    diff = check_delays(root, delays[0].rows)
+    progress(f"[{name}] {EXTRA} equals the DuckDB reference ({diff['rows']:,} rows)")
     result["duckdb"] = {
         key: statistics.median(r.seconds[key] for r in refs) for key in refs[0].seconds
     }
+    result["duckdb_delays"] = {
+        key: statistics.median(d.seconds[key] for d in delays) for key in delays[0].seconds
+    }
     result["rows"] = {n: len(getattr(refs[0], n)) for n in (*FEATURE_SETS, "awesome_dataset")}
+    result["rows"][EXTRA] = len(delays[0].rows)
     if args.stock_cap > 0:
         result["stock"] = _stock(root, start, end, refs[0], args)
     return result
@@ -286,7 +383,7 @@ def _stock(root: Path, start: dt.date, end: dt.date, ref, args) -> dict:
         stock.update(done.result)
         stock["diff"] = stock_diff(out, ref, start)
     shutil.rmtree(out, ignore_errors=True)
-    print(f"[{root.name}] stock butterfree: {stock.get('total', 'capped/failed')}")
+    progress(f"[{root.name}] stock butterfree: {stock.get('total', 'capped/failed')}")
     return stock
 
 
@@ -386,6 +483,21 @@ def rows_of(r: dict) -> list[list[str]]:
             _ratio(dataset, ddb["awesome_dataset"]),
         ),
     ]
+    if "extra" in st:
+        extra = _in_run(st["extra"], [EXTRA])
+        ddb_extra = r["duckdb_delays"]["load"] + r["duckdb_delays"][EXTRA]
+        table.insert(
+            3,
+            _stage_row(
+                size,
+                "backfill: min/max feature set",
+                st["extra"],
+                extra,
+                f"{r['chargebacks'] / extra:,.0f}",
+                f"{ddb_extra:.2f}",
+                _ratio(extra, ddb_extra),
+            ),
+        )
     if "online" in st:
         table.append(_stage_row(size, "online load", st["online"], _in_run(st["online"]), ""))
     return table
@@ -492,6 +604,11 @@ def machine() -> str:
     )
 
 
+def _stage_loads(stages: dict) -> str:
+    loads = [f"{k} {v['load_after']}" for k, v in stages.items() if "load_after" in v]
+    return f" (1-min, as each stage ended: {', '.join(loads)})" if loads else ""
+
+
 def write_results(results: list[dict]) -> None:
     parts = [
         "# Benchmark results",
@@ -511,6 +628,12 @@ def write_results(results: list[dict]) -> None:
         "(CSV read and Spark start excluded), its peak RSS is its whole process.",
         "- *of which Dagster event log*: from the first to the last per-day "
         "ASSET_MATERIALIZATION event of the feature-set steps (one per partition per asset).",
+        "- *backfill: min/max feature set*: a later process appends `DELAYS` "
+        "(legiti_assets_tests/extended_registry.py) to the registry and runs one single-run "
+        "backfill of `user_chargeback_delays` alone over START..END (avg, max, min and sum of "
+        "delay_days and a filtered count, 7 and 30 days) from the raw events the backfill "
+        "ingested; events/s counts its chargebacks. DuckDB column: CSV load plus "
+        "`duckdb_reference.compute_delays`; the rows matched it, floats within 1e-9 relative.",
         "- *daily*: median of the repeats, both feature sets for END. events/s counts the "
         "31 days of events it reads.",
         "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
@@ -526,7 +649,9 @@ def write_results(results: list[dict]) -> None:
         parts.append(
             f"- {r['size']} ({r['orders']:,} orders, {r['users']:,} users, {r['days']} days, "
             f"{r['start']}..{r['end']}), measured {r['measured']}, load average "
-            f"{r['load_before']} before / {r['load_after']} after; rows: "
+            f"{r['load_before']} before / {r['load_after']} after"
+            + _stage_loads(r["stages"])
+            + "; rows: "
             + ", ".join(f"{k} {v:,}" for k, v in r["rows"].items())
             + f"; daily partition in run, each repeat: {repeats} s"
             + (f"; stock butterfree vs the contract: {stock['diff']}" if "diff" in stock else "")

@@ -34,6 +34,23 @@ def count_columns(feature: str) -> list[str]:
     return [f"{feature}__count_over_{w}_days_rolling_windows" for w in WINDOWS]
 
 
+DELAY_WINDOWS = (7, 30)
+DELAY_FUNCTIONS = ("avg", "max", "min", "sum")
+LATE_DAYS = 30  # late_chargebacks counts the chargebacks with delay_days > LATE_DAYS
+
+
+def delay_columns() -> list[str]:
+    """user_chargeback_delays' columns after cpf and timestamp, in butterfree's order."""
+    return [
+        *(
+            f"delay_days__{f}_over_{w}_days_rolling_windows"
+            for f in DELAY_FUNCTIONS
+            for w in DELAY_WINDOWS
+        ),
+        *(f"late_chargebacks__count_over_{w}_days_rolling_windows" for w in DELAY_WINDOWS),
+    ]
+
+
 ORDERS = ("user_orders", "cpf_orders", "order_ts")
 CHARGEBACKS = ("user_chargebacks", "cpf_chargebacks", "cb_ts")
 
@@ -230,6 +247,96 @@ def compute(
     return Reference(**outputs, seconds=seconds)
 
 
+@dataclass
+class Delays:
+    """user_chargeback_delays, sorted, with naive UTC timestamps, double aggregates (null over
+    an empty window) and int32 counts."""
+
+    rows: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)  # load, user_chargeback_delays
+
+
+def _delay_states(points: str) -> str:
+    """The state at each (cpf, x) of `points`: over the chargebacks with x - w <= cb_ts < x,
+    avg/max/min/sum of delay_days (from whole seconds) for each window, then the count of those
+    with delay_days > LATE_DAYS."""
+    longest = max(DELAY_WINDOWS)
+
+    def within(w: int) -> str:
+        return f"cb.cb_ts >= p.x::timestamp - interval {w} day"
+
+    aggregates = [
+        f"{f}(cb.delay_s) filter (where {within(w)})::double / 86400"
+        for f in DELAY_FUNCTIONS
+        for w in DELAY_WINDOWS
+    ]
+    aggregates += [
+        f"count(*) filter (where {within(w)} and cb.delay_days > {LATE_DAYS})::int"
+        for w in DELAY_WINDOWS
+    ]
+    return f"""
+        select p.cpf, p.x, {", ".join(f"{a} as s{i}" for i, a in enumerate(aggregates))}
+        from {points} p left join cb
+            on cb.cpf = p.cpf and cb.cb_ts < p.x::timestamp
+            and cb.cb_ts >= p.x::timestamp - interval {longest} day
+        group by p.cpf, p.x
+    """
+
+
+def compute_delays(
+    landing: Path, start: dt.date, end: dt.date, *, threads: int | None = None
+) -> Delays:
+    """user_chargeback_delays for the days [start, end] from the landing file at `landing`: per
+    cpf, a row on each day whose state differs from the day before's."""
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"set threads = {threads}")
+    seconds: dict[str, float] = {}
+    began = time.perf_counter()
+    _load(con, landing)
+    seconds["load"] = time.perf_counter() - began
+    tick = time.perf_counter()
+    con.execute(
+        """
+        create or replace temp table cb as
+        select cpf, cb_ts, (epoch(cb_ts) - epoch(order_ts))::bigint as delay_s,
+            (epoch(cb_ts) - epoch(order_ts))::double / 86400 as delay_days
+        from events where cb_ts is not null and cb_ts < ?::timestamp
+        """,
+        [end],
+    )
+    # a chargeback of day d is in the w-day window of the days d + 1 .. d + w
+    offsets = ", ".join(f"({k})" for k in (1, *(w + 1 for w in DELAY_WINDOWS)))
+    con.execute(
+        f"""
+        create or replace temp table changes as
+        select distinct cpf, cb_ts::date + k as x from cb, (values {offsets}) offsets(k)
+        where x between ? and ?
+        """,
+        [start, end],
+    )
+    con.execute(
+        "create or replace temp table points as "
+        "select cpf, x from changes union select cpf, x - 1 from changes"
+    )
+    con.execute(f"create or replace temp table states as {_delay_states('points')}")
+    columns = delay_columns()
+    differs = " or ".join(f"now.s{i} is distinct from before.s{i}" for i in range(len(columns)))
+    rows = con.sql(
+        f"""
+        select now.cpf, now.x::timestamp as timestamp,
+            {", ".join(f"now.s{i} as {c}" for i, c in enumerate(columns))}
+        from changes join states now using (cpf, x)
+        join states before on before.cpf = now.cpf and before.x = now.x - 1
+        where {differs}
+        order by all
+        """
+    ).df()
+    seconds["user_chargeback_delays"] = time.perf_counter() - tick
+    con.close()
+    return Delays(rows, seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path)
@@ -242,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("user_orders", "user_chargebacks", "awesome_dataset"):
         print(f"{name}: {len(getattr(ref, name))} rows")
     print(", ".join(f"{k} {v:.2f} s" for k, v in ref.seconds.items()))
+    delays = compute_delays(landing, args.start, args.end)
+    print(f"user_chargeback_delays: {len(delays.rows)} rows")
+    print(", ".join(f"{k} {v:.2f} s" for k, v in delays.seconds.items()))
 
 
 if __name__ == "__main__":

@@ -28,14 +28,23 @@ def online_table(spec: FeatureSetSpec) -> FeatureSetTable:
 
 ONLINE_TABLES: dict[str, FeatureSetTable] = {name: online_table(s) for name, s in SPECS.items()}
 
-# The entities served, each with its key column.
+# The entities served, each with its key column; a feature column names one thing per entity,
+# since the server and the training sets put an entity's features side by side.
 ENTITY_KEYS: dict[str, str] = {}
+_COLUMNS: dict[tuple[str, str], str] = {}
 for _spec in SPECS.values():
     if ENTITY_KEYS.setdefault(_spec.entity, _spec.key) != _spec.key:
         raise ValueError(
             f"feature set {_spec.name}: entity {_spec.entity} is keyed by "
             f"{ENTITY_KEYS[_spec.entity]} elsewhere, not {_spec.key}"
         )
+    for _a in _spec.aggregates:
+        _owner = _COLUMNS.setdefault((_spec.entity, _a.column), _spec.name)
+        if _owner != _spec.name:
+            raise ValueError(
+                f"feature set {_spec.name}: column {_a.column} is also a column of {_owner}, "
+                f"of the same entity {_spec.entity}; rename the feature"
+            )
 
 
 def training_specs(training_set: TrainingSet) -> list[FeatureSetSpec]:

@@ -192,6 +192,23 @@ def feature_set_spec(entry: FeatureSetSource) -> FeatureSetSpec:
         raise DeclarationError(f"feature set {fs.name}: with_distinct is not supported")
     if len(fs.keys) != 1:
         raise DeclarationError(f"feature set {fs.name}: exactly one key is supported")
+    key = fs.keys[0]
+    if key.dtype != DataType.STRING:
+        raise DeclarationError(
+            f"feature set {fs.name}: key {key.name} is declared as {key.dtype.name}; stores and "
+            "the server key by strings: declare DataType.STRING"
+        )
+    if key.transformation is not None or key.from_column not in (None, key.name):
+        raise DeclarationError(
+            f"feature set {fs.name}: key {key.name} must be a column of the source as it is; "
+            "derive or rename it in the query"
+        )
+    timestamp = fs.timestamp
+    if timestamp.transformation is not None or timestamp.mask or timestamp.from_ms:
+        raise DeclarationError(
+            f"feature set {fs.name}: the timestamp must be a timestamp column of the source as "
+            "it is (no mask, from_ms or transformation); derive it in the query"
+        )
     windows = fs.build_metadata().windows_definition or []
     if not windows:
         raise DeclarationError(f"feature set {fs.name}: declare windows with .with_windows()")
@@ -237,7 +254,6 @@ def feature_set_spec(entry: FeatureSetSource) -> FeatureSetSpec:
             f"feature set {fs.name}: columns {[a.column for a in aggregates]} differ from "
             f"butterfree's {fs.features_columns}"
         )
-    key = fs.keys[0]
     return FeatureSetSpec(
         name=fs.name,
         entity=fs.entity,
@@ -315,7 +331,7 @@ def _combine(aggregate: Aggregate, partial: Callable[[str], Column]) -> Column:
     if function == "count_distinct":
         return F.size(F.array_distinct(partial("set")))
     if function == "avg":
-        return partial("sum") / partial("n")
+        return F.when(partial("n") > 0, partial("sum") / partial("n"))
     if function == "sum":
         # a running sum of an emptied window is 0, not null: emptiness is told by the count
         return F.when(partial("n") > 0, partial("sum"))
@@ -360,11 +376,16 @@ def compute_states(
     # partials: the next day (they enter every window) and the day after they leave each
     # window; plus the day before the range, whose state the first row is compared with. A
     # day reached from several event days repeats: a repeat sees the same windows, so it reads
-    # as unchanged and is dropped, which costs less than deduplicating.
+    # as unchanged and is dropped, which costs less than deduplicating. E.g. with windows
+    # (3, 7), 2 events on day 10 give: (10, data, n=2), (11, enter, +2 to both windows),
+    # (14, leave, -2 from the 3-day window), (18, leave, -2 from the 7-day one), (first - 1,
+    # baseline); a running sum up to day D of the deltas is the count of the D - w .. D - 1 days.
     windows = spec.windows
 
-    def entry(at: Column, kind: str, left: int = -1) -> Column:
-        return F.struct(at.alias("day"), F.lit(kind).alias("kind"), F.lit(left).alias("left"))
+    def entry(on: Column, kind: str, window_index: int = -1) -> Column:
+        return F.struct(
+            on.alias("day"), F.lit(kind).alias("kind"), F.lit(window_index).alias("window")
+        )
 
     entries = [entry(F.col("day"), "data"), entry(F.col("day") + 1, "enter")]
     entries += [entry(F.col("day") + 1 + w, "leave", i) for i, w in enumerate(windows)]
@@ -376,12 +397,12 @@ def compute_states(
         .select(
             key,
             e["day"].alias("day"),
-            ((e["kind"] != "data") & (e["day"] >= first - 1)).alias("_at"),
+            ((e["kind"] != "data") & (e["day"] >= first - 1)).alias("_evaluated"),
             *(F.when(e["kind"] == "data", F.col(p)).alias(p) for p in partials if p not in running),
             *(
                 (
                     F.when(e["kind"] == "enter", F.col(p)).otherwise(0)
-                    - F.when((e["kind"] == "leave") & (e["left"] == i), F.col(p)).otherwise(0)
+                    - F.when((e["kind"] == "leave") & (e["window"] == i), F.col(p)).otherwise(0)
                 ).alias(f"{p}_delta_{w}")
                 for p in running
                 for i, w in enumerate(windows)
@@ -396,7 +417,7 @@ def compute_states(
     windowed = rows.select(
         key,
         "day",
-        "_at",
+        "_evaluated",
         *(
             (
                 F.coalesce(F.sum(f"{v}_{p}_delta_{w}").over(up_to), F.lit(0))
@@ -406,7 +427,7 @@ def compute_states(
             for v, p in needed
             for w in windows
         ),
-    ).where(F.col("_at"))
+    ).where(F.col("_evaluated"))
     states = windowed.select(
         key,
         "day",

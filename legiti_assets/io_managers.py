@@ -18,13 +18,15 @@ from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.engine import TIMESTAMP
 from legiti_assets.partitions import days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
-from legiti_assets.schemas import check_stored_schema, spark_ddl
+from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
 
 PARTITION_COLUMNS = ("year", "month", "day")
 # Definition metadata keys: the timestamp column that dates each row of a daily asset, and the
 # table's path under the data directory (from `legiti_assets.layout`).
 PARTITION_EXPR = "partition_expr"
 TABLE = "table"
+# ... and the version of the declaration its days are computed under, if it has one.
+VERSION = "declaration_version"
 
 
 def _rows_per_day(staged: Path) -> dict[dt.date, int]:
@@ -95,7 +97,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         for day in days:
             new = storage.day_dir(staged, day) if day in rows else None
             storage.replace_dir(new, storage.day_dir(table, day), trash)
-        storage.record_days(table, days)
+        storage.record_days(table, days, context.definition_metadata.get(VERSION))
         # every day of a range run gets this metadata: a total there would read as per day
         rows_key = "dagster/row_count" if len(days) == 1 else "rows_written_in_run"
         return {
@@ -119,6 +121,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             if not paths:
                 return spark.createDataFrame([], spark_ddl(schema))
             check_stored_schema(name, paths, schema)
+            if VERSION in metadata:
+                check_versions(
+                    name,
+                    storage.recorded_versions(table),
+                    days_of(context.asset_partitions_time_window),
+                    metadata[VERSION],
+                )
             df = (
                 spark.read.schema(spark_ddl(schema))
                 .option("basePath", storage.file_uri(table))

@@ -401,6 +401,13 @@ class SQLiteOnlineStore(OnlineStore):
                 f"table {table.name!r} in {self.path} lacks columns {missing}; "
                 "drop it and re-materialize the feature set"
             )
+        # a column the declaration dropped may be NOT NULL and would refuse every upsert
+        extra = [c for c in existing if c not in (table.key, *declared)]
+        if extra:
+            raise ValueError(
+                f"table {table.name!r} in {self.path} has columns {extra} the feature set no "
+                "longer declares; drop it and re-materialize the feature set"
+            )
         # A column created with another type would hand back the wrong Python type (an integral
         # float in an INTEGER column reads as an int) or refuse nulls.
         retyped = [c for c, sql_type in declared.items() if existing[c] != sql_type]

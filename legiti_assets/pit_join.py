@@ -6,6 +6,7 @@ feature sets' key, a timestamp and any other columns) and any registered feature
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
-from legiti_assets.schemas import check_stored_schema, spark_ddl, state_schema
+from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl, state_schema
 
 
 def asof_column(feature_set: str) -> str:
@@ -90,14 +91,42 @@ def _state(spec: FeatureSetSpec) -> str:
     return f"_state_{spec.name}"
 
 
+def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) -> dt.date:
+    """The last day D whose state, for every key, is the latest stored row at or before D.
+
+    States only change the day after an event, so up to the first event's day they are all
+    empty; after it, every day must have been materialized, without a gap, for the latest row
+    to be the state: a key whose state did not change on a day has no row that day.
+    """
+    if first_event_day is None:
+        return dt.date.max
+    day = first_event_day
+    while day + dt.timedelta(days=1) in recorded:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def covered_until(data_dir: Path, specs: Sequence[FeatureSetSpec]) -> dt.date:
+    """The last day on which every one of `specs` has a state for every key."""
+    return min(
+        last_covered_day(
+            set(storage.recorded_days(data_dir / layout.feature_set_table(s.entity, s.name))),
+            next(iter(storage.stored_days(data_dir / layout.raw_table(s.source))), None),
+        )
+        for s in specs
+    )
+
+
 def read_states(spark: SparkSession, data_dir: Path, spec: FeatureSetSpec) -> DataFrame:
     """Every stored state row of a feature set (empty if none is stored yet)."""
     table = data_dir / layout.feature_set_table(spec.entity, spec.name)
     ddl = spark_ddl(state_schema(spec))
-    paths = [storage.day_dir(table, d) for d in storage.stored_days(table)]
+    days = storage.stored_days(table)
+    paths = [storage.day_dir(table, d) for d in days]
     if not paths:
         return spark.createDataFrame([], ddl)
     check_stored_schema(spec.name, paths, state_schema(spec))
+    check_versions(spec.name, storage.recorded_versions(table), days, spec.version)
     return (
         spark.read.schema(ddl)
         .option("basePath", storage.file_uri(table))
@@ -117,7 +146,9 @@ def get_historical_features(
     from the historical store under `data_dir` (default: `$LEGITI_DATA_DIR`, else `data`).
 
     Point in time correct: a row sees the state of its day, which counts events strictly before
-    that day's 00:00 UTC. Count-like features without a state read 0, others null.
+    that day's 00:00 UTC. Count-like features without a state read 0, others null. Raises if a
+    spine row is dated after the last day every feature set's stored history covers (its state
+    would be stale).
     """
     from legiti_assets.catalog import SPECS
     from legiti_assets.resources import DataDir
@@ -126,6 +157,16 @@ def get_historical_features(
     if unknown:
         raise ValueError(f"unknown feature sets {unknown}; registered: {sorted(SPECS)}")
     root = DataDir(path=None if data_dir is None else str(data_dir)).root
+    specs = [SPECS[n] for n in feature_sets]
+    covered = covered_until(root, specs)
+    if covered < dt.date.max:
+        late = spine.where(F.to_date(timestamp) > F.lit(covered)).count()
+        if late:
+            raise ValueError(
+                f"{late} spine row(s) are dated after {covered}, the last day on which every one "
+                f"of {', '.join(feature_sets)} has a state for every key: materialize the days "
+                "after it, or keep the spine to days up to it"
+            )
     spark = spine.sparkSession
     return point_in_time_join(
         spine,

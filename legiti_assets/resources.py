@@ -67,7 +67,6 @@ class SparkResource(dg.ConfigurableResource):
         builder = (
             SparkSession.builder.master(master)
             .appName(self.app_name)
-            .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
             .config("spark.driver.memory", self.driver_memory)
             .config("spark.ui.showConsoleProgress", "false")
@@ -86,6 +85,8 @@ class SparkResource(dg.ConfigurableResource):
             )
         for key, value in self.conf.items():
             builder = builder.config(key, value)
+        # days are UTC days everywhere (partitions, windows, Parquet timestamps): not a setting
+        builder = builder.config("spark.sql.session.timeZone", "UTC")
         # starting the JVM or reaching a cluster can fail transiently (a port taken, a master
         # still starting): retry that, not the work itself
         for attempt in range(self.start_attempts):

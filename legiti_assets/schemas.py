@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,3 +68,18 @@ def check_stored_schema(table: str, day_dirs: Sequence[Path], schema: dg.TableSc
                 f"written: backfill {table} over every stored day (Materialize all in the UI, "
                 "or dagster asset materialize --partition-range)"
             )
+
+
+def check_versions(
+    table: str, versions: dict[dt.date, str | None], days: Sequence[dt.date], expected: str
+) -> None:
+    """Raise, saying to backfill, if some of `days` were written under another declaration
+    version (a changed filter, query or function keeps the columns but not the values)."""
+    stale = [d for d in days if versions.get(d) not in (None, expected)]
+    if stale:
+        raise StoredSchemaError(
+            f"{table}: {len(stale)} stored day(s), {stale[0]} to {stale[-1]}, were computed "
+            f"under another declaration (version {versions[stale[0]]}, now {expected}); "
+            f"backfill {table} over every stored day (Materialize all in the UI, or dagster "
+            "asset materialize --partition-range)"
+        )

@@ -1,8 +1,10 @@
 """HTTP API serving the latest feature values from the online store.
 
     GET  /health
-    GET  /features/user/{cpf}[?feature_sets=user_orders,user_chargebacks]
-    POST /features/user   {"keys": ["..."], "feature_sets": ["..."]}   (feature_sets optional)
+    GET  /features/{entity}/{key}[?feature_sets=name,name]    e.g. /features/user/<cpf>
+    POST /features/{entity}   {"keys": ["..."], "feature_sets": ["..."]}   (feature_sets optional)
+
+Every registered feature set of the entity is served unless `feature_sets` narrows it.
 
 Errors are JSON ``{"error": "..."}``. Run with ``python -m legiti_assets.server``.
 """

@@ -108,18 +108,29 @@ def writer_lock(root: Path, name: str) -> Iterator[None]:
 MANIFEST = "_materialized_days.json"  # "_": Spark, pandas and DuckDB globs skip it
 
 
-def record_days(table: Path, days: Iterable[dt.date]) -> None:
-    """Remember that `days` were written, rows or not: an empty day has no directory, so only
-    this tells it apart from a day never materialized. Call under `writer_lock`."""
-    known = set(recorded_days(table)) | set(days)
+def record_days(table: Path, days: Iterable[dt.date], version: str | None = None) -> None:
+    """Remember that `days` were written, rows or not, and under which declaration `version`:
+    an empty day has no directory, so only this tells it apart from a day never materialized.
+    Call under `writer_lock`."""
+    known = recorded_versions(table)
+    known.update(dict.fromkeys(days, version))
     table.mkdir(parents=True, exist_ok=True)
     temporary = table / f".{MANIFEST}.{uuid.uuid4().hex}"
-    temporary.write_text(json.dumps(sorted(str(d) for d in known)))
+    temporary.write_text(json.dumps({str(d): v for d, v in sorted(known.items())}))
     os.replace(temporary, table / MANIFEST)
 
 
-def recorded_days(table: Path) -> list[dt.date]:
+def recorded_versions(table: Path) -> dict[dt.date, str | None]:
+    """Each recorded day with the declaration version it was written under (None: unknown,
+    or a table without versions)."""
     path = table / MANIFEST
     if not path.exists():
-        return []
-    return [dt.date.fromisoformat(d) for d in json.loads(path.read_text())]
+        return {}
+    stored = json.loads(path.read_text())
+    if isinstance(stored, list):  # manifests written before versions were recorded
+        return dict.fromkeys((dt.date.fromisoformat(d) for d in stored), None)
+    return {dt.date.fromisoformat(d): v for d, v in stored.items()}
+
+
+def recorded_days(table: Path) -> list[dt.date]:
+    return sorted(recorded_versions(table))

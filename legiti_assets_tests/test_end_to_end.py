@@ -197,3 +197,36 @@ def test_days_stored_under_another_declaration_are_refused_with_backfill_advice(
         StoredSchemaError, match=r"user_orders: the day stored in .*day=13.* backfill"
     ):
         read_states(spark, copy, SPECS["user_orders"])
+
+
+def test_days_computed_under_another_declaration_version_are_refused(
+    built, spark, tmp_path
+) -> None:
+    import json
+    import shutil
+
+    from legiti_assets.catalog import SPECS
+    from legiti_assets.pit_join import read_states
+    from legiti_assets.schemas import StoredSchemaError
+
+    copy = tmp_path / "data"
+    shutil.copytree(built[0] / "feature_store", copy / "feature_store")
+    manifest = copy / FEATURE_STORE / "user_orders" / "_materialized_days.json"
+    versions = json.loads(manifest.read_text())
+    assert set(versions.values()) == {SPECS["user_orders"].version}
+    versions["2020-05-13"] = "0123456789abcdef"
+    manifest.write_text(json.dumps(versions))
+    with pytest.raises(
+        StoredSchemaError,
+        match=r"user_orders: 1 stored day\(s\), 2020-05-13 to 2020-05-13, were computed under "
+        r"another declaration .* backfill",
+    ):
+        read_states(spark, copy, SPECS["user_orders"])
+
+
+def test_a_spine_past_the_stored_history_is_refused(built, spark) -> None:
+    from legiti_assets.pit_join import get_historical_features
+
+    spine = spark.createDataFrame([("x", dt.datetime(2020, 9, 1))], "cpf string, at timestamp")
+    with pytest.raises(ValueError, match=r"1 spine row\(s\) are dated after 2020-07-17"):
+        get_historical_features(spine, ["user_orders"], timestamp="at", data_dir=built[0])

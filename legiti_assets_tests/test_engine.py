@@ -94,7 +94,7 @@ def test_every_function_equals_butterfree(spark, rows, first) -> None:
     first_day = START.date() + dt.timedelta(days=first)
     ours = oracle.engine_rows(compute_states(df, spec, first_day, LAST))
     theirs = oracle.butterfree_rows(df, spec, EVERYTHING, first_day, LAST)
-    oracle.assert_same_rows(ours, theirs)
+    oracle.assert_same_rows(ours, theirs, spec)
 
 
 def _spec(fs: AggregatedFeatureSet, query: str | None = None):
@@ -231,3 +231,46 @@ def test_a_query_derives_and_filters_rows(spark) -> None:
         DeclarationError, match=r"feature set s: its query drops the columns \['cpf', 't'\]"
     ):
         compute_states(df, broken, START.date(), LAST)
+
+
+def test_keys_and_timestamps_must_be_source_columns_as_they_are() -> None:
+    def with_parts(key: KeyFeature, timestamp: TimestampFeature) -> AggregatedFeatureSet:
+        return AggregatedFeatureSet(
+            name="s",
+            entity="user",
+            description="d",
+            keys=[key],
+            timestamp=timestamp,
+            features=[feature("f", "x", [F.sum])],
+        ).with_windows(definitions=["2 days"])
+
+    cpf = KeyFeature(name="cpf", description="k", dtype=DataType.STRING)
+    with pytest.raises(DeclarationError, match="key cpf is declared as BIGINT"):
+        _spec(
+            with_parts(
+                KeyFeature(name="cpf", description="k", dtype=DataType.BIGINT),
+                TimestampFeature(from_column="t"),
+            )
+        )
+    with pytest.raises(DeclarationError, match="key cpf must be a column of the source as it is"):
+        _spec(
+            with_parts(
+                KeyFeature(
+                    name="cpf", description="k", dtype=DataType.STRING, from_column="user_id"
+                ),
+                TimestampFeature(from_column="t"),
+            )
+        )
+    with pytest.raises(DeclarationError, match="no mask, from_ms or transformation"):
+        _spec(with_parts(cpf, TimestampFeature(from_column="t", mask="dd/MM/yyyy")))
+
+
+def test_a_feature_set_is_dated_like_its_source() -> None:
+    from legiti_assets.assets.feature_store import feature_set_asset
+
+    fs = declaration([feature("f", "x", [F.sum])], ["2 days"])  # dated by `t`
+    with pytest.raises(
+        DeclarationError,
+        match="feature set s: source 'order_events' is not a raw event asset dated by t",
+    ):
+        feature_set_asset(feature_set_spec(FeatureSetSource(fs, "order_events")))

@@ -59,7 +59,7 @@ def test_the_new_feature_set_equals_butterfree(extended, spark) -> None:
         (r for r in read_table(data_dir / "feature_store/historical/user/user_chargeback_delays")),
         key=lambda r: (r[0], r[1]),
     )
-    oracle.assert_same_rows(ours, theirs)
+    oracle.assert_same_rows(ours, theirs, SPEC)
     assert oracle.engine_rows(
         compute_states(events, SPEC, dt.date(2018, 5, 12), dt.date(2020, 7, 17))
     ) == [tuple(r) for r in ours]

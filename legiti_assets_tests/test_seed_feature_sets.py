@@ -169,7 +169,7 @@ def test_point_in_time_join_takes_each_feature_set_independently(spark) -> None:
 
 
 def test_the_training_set_covers_days_up_to_the_first_gap_in_the_history() -> None:
-    from legiti_assets.assets.datasets import last_covered_day
+    from legiti_assets.pit_join import last_covered_day
 
     first = dt.date(2020, 1, 10)
     days = {first + dt.timedelta(days=i) for i in range(1, 6)}

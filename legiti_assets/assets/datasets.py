@@ -6,13 +6,13 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks, layout, storage
+from legiti_assets import checks, layout
 from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
 from legiti_assets.io_managers import TABLE
-from legiti_assets.pit_join import asof_column, point_in_time_join
+from legiti_assets.pit_join import asof_column, covered_until, point_in_time_join
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
 
@@ -42,33 +42,6 @@ def training_set_schema(training_set: TrainingSet, specs: list[FeatureSetSpec]) 
             spine.append(column)
     features = [c for spec in specs for c in state_schema(spec).columns[2:]]
     return dg.TableSchema(columns=[*spine, *features])
-
-
-def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) -> dt.date:
-    """The last day D whose state, for every key, is the latest stored row at or before D.
-
-    States only change the day after an event, so up to the first event's day they are all
-    empty; after it, every day must have been materialized, without a gap, for the latest row
-    to be the state: a key whose state did not change on a day has no row that day.
-    """
-    if first_event_day is None:
-        return dt.date.max
-    day = first_event_day
-    while day + dt.timedelta(days=1) in recorded:
-        day += dt.timedelta(days=1)
-    return day
-
-
-def _covered(data_dir: DataDir, specs: list[FeatureSetSpec]) -> dt.date:
-    return min(
-        last_covered_day(
-            set(
-                storage.recorded_days(data_dir.resolve(layout.feature_set_table(s.entity, s.name)))
-            ),
-            next(iter(storage.stored_days(data_dir.resolve(layout.raw_table(s.source)))), None),
-        )
-        for s in specs
-    )
 
 
 def training_set_asset(
@@ -107,7 +80,7 @@ def training_set_asset(
     def _training_set(
         context: dg.AssetExecutionContext, data_dir: DataDir, spine: DataFrame, **states: DataFrame
     ):
-        covered = _covered(data_dir, specs)
+        covered = covered_until(data_dir.root, specs)
         on_covered_day = F.to_date(time) <= F.lit(covered)
         n_all, n_rows = spine.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
         joined = point_in_time_join(

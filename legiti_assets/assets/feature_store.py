@@ -8,9 +8,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from legiti_assets import checks, layout, storage
+from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import SPECS
-from legiti_assets.engine import TIMESTAMP, FeatureSetSpec, compute_states
-from legiti_assets.io_managers import PARTITION_EXPR, TABLE
+from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
+from legiti_assets.io_managers import PARTITION_EXPR, TABLE, VERSION
 from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of, lookback
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -19,7 +20,8 @@ LOOKBACK_CHECK = "lookback_materialized"
 
 
 def _check_descriptions(spec: FeatureSetSpec) -> dict[str, str]:
-    """The row checks a declaration calls for: counts only for count-like features."""
+    """The row checks a declaration calls for; the count checks only where it declares
+    count-like features."""
     found = {
         "unique_key_and_timestamp": f"At most one row per ({spec.key}, timestamp).",
         "non_null_key_and_timestamp": f"{spec.key} and timestamp are never null.",
@@ -83,6 +85,13 @@ def _describe_aggregates(spec: FeatureSetSpec) -> str:
 
 def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     """A daily asset computing `spec` from the events of its source asset."""
+    # a partition reads its source's partitions by day, so both must be dated alike
+    if DATED_BY.get(spec.source) != spec.event_timestamp:
+        raise DeclarationError(
+            f"feature set {spec.name}: source {spec.source!r} is not a raw event asset dated by "
+            f"{spec.event_timestamp}; sources: "
+            + ", ".join(f"{a} (dated by {t})" for a, t in DATED_BY.items())
+        )
     descriptions = _check_descriptions(spec)
 
     @dg.asset(
@@ -100,6 +109,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         metadata={
             PARTITION_EXPR: TIMESTAMP,
             TABLE: layout.feature_set_table(spec.entity, spec.name),
+            VERSION: spec.version,
             "entity": spec.entity,
             "key": spec.key,
             "source": spec.source,

@@ -72,14 +72,18 @@ def _violations(df: DataFrame, dated_by: str, days: list[dt.date]) -> dict[str, 
     return found
 
 
+# Each raw event asset, with the timestamp that dates (and partitions) its rows.
+DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_timestamp"}
+
+
 @dg.multi_asset(
     outs={
         "order_events": _event_asset(
-            "order_events", "order_timestamp", "Orders from the landing file, by order day."
+            "order_events", DATED_BY["order_events"], "Orders from the landing file, by order day."
         ),
         "chargeback_events": _event_asset(
             "chargeback_events",
-            "chargeback_timestamp",
+            DATED_BY["chargeback_events"],
             "Orders that got a chargeback, by chargeback day.",
         ),
     },
