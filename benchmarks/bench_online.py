@@ -30,7 +30,7 @@ import httpx
 import redis
 
 from legiti_assets.online_store import OnlineStore, open_online_store
-from legiti_assets.server import FEATURE_SETS
+from legiti_assets.server import SERVED_TABLES
 
 TARGET_LOAD_S = 30.0
 TARGET_READ_P99_MS = {"sqlite": 1.0, "redis": 2.0}
@@ -94,7 +94,7 @@ def time_calls(call: Callable[[], object], samples: int) -> list[float]:
 
 
 def bench_in_process(store: OnlineStore, result: Result, users: int, samples: int) -> None:
-    tables = list(FEATURE_SETS)
+    tables = list(SERVED_TABLES)
     start = time.perf_counter()
     for index, table in enumerate(tables):
         result.rows += store.write_latest(table, rows_for(index, users))

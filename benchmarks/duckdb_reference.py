@@ -65,6 +65,18 @@ class Reference:
     seconds: dict[str, float] = field(default_factory=dict)  # load, each output, total
 
 
+def _connect(
+    landing: Path, threads: int | None
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, float]]:
+    """A connection with the landing's events loaded, and the seconds that took."""
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"set threads = {threads}")
+    began = time.perf_counter()
+    _load(con, landing)
+    return con, {"load": time.perf_counter() - began}
+
+
 def _load(con: duckdb.DuckDBPyConnection, landing: Path) -> None:
     """Events as in the landing format: identical lines count once."""
     con.execute(
@@ -224,13 +236,8 @@ def compute(
 
     `by_definition` takes the slow route (states from their definition, see the module's doc)
     instead of running sums of window deltas, to cross-check the two."""
-    con = duckdb.connect()
-    if threads:
-        con.execute(f"set threads = {threads}")
-    seconds: dict[str, float] = {}
     began = time.perf_counter()
-    _load(con, landing)
-    seconds["load"] = time.perf_counter() - began
+    con, seconds = _connect(landing, threads)
     for spec in (ORDERS, CHARGEBACKS):
         tick = time.perf_counter()
         _feature_rows(con, spec, start, end, by_definition)
@@ -288,13 +295,7 @@ def compute_delays(
 ) -> Delays:
     """user_chargeback_delays for the days [start, end] from the landing file at `landing`: per
     cpf, a row on each day whose state differs from the day before's."""
-    con = duckdb.connect()
-    if threads:
-        con.execute(f"set threads = {threads}")
-    seconds: dict[str, float] = {}
-    began = time.perf_counter()
-    _load(con, landing)
-    seconds["load"] = time.perf_counter() - began
+    con, seconds = _connect(landing, threads)
     tick = time.perf_counter()
     con.execute(
         """

@@ -31,9 +31,10 @@ def _names(assets: list[dg.AssetsDefinition]) -> list[str]:
     return [key.to_user_string() for a in assets for key in a.keys]
 
 
-RAW = _names([order_and_chargeback_events])
-FEATURE_SETS = _names([*FEATURE_SET_ASSETS, *ONLINE_ASSETS])
-DATASETS = _names(TRAINING_SET_ASSETS)
+# The assets of each of the main job's runs.
+RAW_RUN = _names([order_and_chargeback_events])
+FEATURE_RUN = _names([*FEATURE_SET_ASSETS, *ONLINE_ASSETS])
+DATASET_RUN = _names(TRAINING_SET_ASSETS)
 # Events are ingested this many days before the first feature-set day.
 LOOKBACK_DAYS = max(spec.lookback_days for spec in SPECS.values())
 
@@ -79,9 +80,9 @@ def plan(
     if first_event is not None:
         raw_start = max(min(raw_start, first_event), first)
     return [
-        (RAW, _range_tags(raw_start, end)),
-        (FEATURE_SETS, _range_tags(start, end)),
-        (DATASETS, {}),
+        (RAW_RUN, _range_tags(raw_start, end)),
+        (FEATURE_RUN, _range_tags(start, end)),
+        (DATASET_RUN, {}),
     ]
 
 

@@ -40,7 +40,7 @@ from legiti_assets.online_store import (
 
 logger = logging.getLogger(__name__)
 
-FEATURE_SETS: tuple[FeatureSetTable, ...] = tuple(ONLINE_TABLES.values())
+SERVED_TABLES: tuple[FeatureSetTable, ...] = tuple(ONLINE_TABLES.values())
 
 MAX_BATCH_KEYS = 1000
 MAX_BODY_BYTES = 1 << 20
@@ -202,7 +202,7 @@ def create_app(
 
 def main(
     argv: Sequence[str] | None = None,
-    feature_sets: Sequence[FeatureSetTable] = FEATURE_SETS,
+    feature_sets: Sequence[FeatureSetTable] = SERVED_TABLES,
 ) -> None:
     data_dir = os.environ.get("LEGITI_DATA_DIR") or "data"
     parser = argparse.ArgumentParser(description="Serve online features over HTTP.")

@@ -77,7 +77,7 @@ def main(data_dir: Path, start: dt.date, end: dt.date, out: Path) -> None:
     from legiti_assets import server
     from legiti_assets.server import create_app
 
-    app = create_app(lambda: open_online_store(store.resolved_url()), server.FEATURE_SETS)
+    app = create_app(lambda: open_online_store(store.resolved_url()), server.SERVED_TABLES)
     with TestClient(app) as client:
         served = {key: client.get(f"/features/user/{key}").json() for key in ("x", "y", "nobody")}
     graph = defs.resolve_asset_graph()

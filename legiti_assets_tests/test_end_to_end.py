@@ -116,9 +116,9 @@ def test_feature_server_returns_the_online_state(built) -> None:
     from starlette.testclient import TestClient
 
     from legiti_assets.online_store import SQLiteOnlineStore
-    from legiti_assets.server import FEATURE_SETS, create_app
+    from legiti_assets.server import SERVED_TABLES, create_app
 
-    app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), FEATURE_SETS)
+    app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), SERVED_TABLES)
     with TestClient(app) as client:
         body = client.get("/features/user/x").json()
     assert body["features"]["cpf_chargebacks__count_over_30_days_rolling_windows"] == 2
