@@ -1,4 +1,9 @@
-"""Reading and validating the landing file of order events.
+"""Reading and validating the landing of order events: every `*.csv` of one directory.
+
+Files are read in name order as one table: an `order_id` restated in a later file replaces the
+earlier record (a chargeback reported weeks later arrives as the order again, now with its
+`chargeback_timestamp`; a corrected `order_timestamp` likewise), and an order that no longer
+appears in any file is gone. Within one file the rules below hold.
 
 The landing format is a UTF-8 CSV (a BOM and CRLF line ends are fine), one record per line,
 whose header names at least `order_id,order_timestamp,cpf,chargeback_timestamp` in any order
@@ -270,3 +275,38 @@ def _check_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> None:
         ],
         total,
     )
+
+
+def landing_files(directory: Path) -> list[Path]:
+    """The landing's files, in the order their restatements apply: by name."""
+    return sorted(p for p in directory.glob("*.csv") if p.is_file())
+
+
+def read_landing_dir(spark: SparkSession, directory: Path, first_day: dt.date) -> LandingBatch:
+    """Every file of the landing, each validated on its own (a message names its file and
+    line), then one record per order: the one of the last file that states it."""
+    files = landing_files(directory)
+    if not files:
+        raise LandingFileError(
+            str(directory), [(None, None, "no *.csv landing file in the landing directory")]
+        )
+    batches = [read_landing(spark, str(path), first_day) for path in files]
+    ignored = sorted({c for b in batches for c in b.ignored_columns})
+    if len(batches) == 1:
+        return batches[0]
+    ranked = batches[0].events.withColumn("_file", F.lit(0))
+    for rank, batch in enumerate(batches[1:], start=1):
+        ranked = ranked.unionByName(batch.events.withColumn("_file", F.lit(rank)))
+    latest = Window.partitionBy("order_id").orderBy(F.col("_file").desc())
+    events = (
+        ranked.withColumn("_rank", F.row_number().over(latest))
+        .where(F.col("_rank") == 1)
+        .drop("_rank", "_file")
+        .persist()
+    )
+    try:
+        orders = events.count()
+    finally:
+        for batch in batches:
+            batch.events.unpersist()
+    return LandingBatch(events=events, orders=orders, ignored_columns=ignored)

@@ -37,8 +37,9 @@ class DataDir(dg.ConfigurableResource):
         return target
 
     @property
-    def landing_file(self) -> Path:
-        return self.resolve(layout.LANDING_FILE)
+    def landing_dir(self) -> Path:
+        """Every `*.csv` here is part of the landing, applied in name order."""
+        return self.resolve(layout.LANDING_DIR)
 
 
 class SparkResource(dg.ConfigurableResource):

@@ -23,6 +23,7 @@ from legiti_assets.assets.online import ONLINE_ASSETS
 from legiti_assets.assets.raw import order_and_chargeback_events
 from legiti_assets.catalog import SPECS
 from legiti_assets.definitions import defs
+from legiti_assets.landing import landing_files
 from legiti_assets.partitions import FIRST_DAY
 from legiti_assets.resources import DataDir, OnlineStoreResource
 
@@ -51,18 +52,24 @@ def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
 
 
 def first_order_day(landing: Path) -> dt.date | None:
-    """The landing file's first order day, or None if it cannot tell (ingestion will say why)."""
-    try:
-        column = pv.read_csv(
-            landing,
-            convert_options=pv.ConvertOptions(
-                include_columns=["order_timestamp"], column_types={"order_timestamp": pa.string()}
-            ),
-        ).column("order_timestamp")
-        first = pc.min(column).as_py()
-        return dt.date.fromisoformat(first[:10]) if first else None
-    except (pa.ArrowInvalid, ValueError, OSError):
-        return None
+    """The landing's first order day (over all its files: a restated order can only make the
+    true one later), or None if it cannot tell (ingestion will say why)."""
+    days = []
+    for path in landing_files(landing):
+        try:
+            column = pv.read_csv(
+                path,
+                convert_options=pv.ConvertOptions(
+                    include_columns=["order_timestamp"],
+                    column_types={"order_timestamp": pa.string()},
+                ),
+            ).column("order_timestamp")
+            first = pc.min(column).as_py()
+            if first:
+                days.append(dt.date.fromisoformat(first[:10]))
+        except (pa.ArrowInvalid, ValueError, OSError):
+            return None
+    return min(days, default=None)
 
 
 def plan(
@@ -118,7 +125,7 @@ def materialize(
     resources = resources or dict(defs.resources or {})
     data_dir = resources["data_dir"]
     assert isinstance(data_dir, DataDir)
-    for selection, tags in plan(start, end, first_order_day(data_dir.landing_file)):
+    for selection, tags in plan(start, end, first_order_day(data_dir.landing_dir)):
         result = materialize_selection(selection, instance, resources, tags)
         # a range run records one event per day, each with the whole write's metadata
         seen: set[str] = set()

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 from legiti_assets import checks, layout
 from legiti_assets.io_managers import PARTITION_EXPR, TABLE
-from legiti_assets.landing import LandingFileError, read_landing
+from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir
 from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of
 from legiti_assets.resources import DataDir, SparkResource
 
@@ -98,21 +98,23 @@ DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_
 def order_and_chargeback_events(
     context: dg.AssetExecutionContext, spark: SparkResource, data_dir: DataDir
 ):
-    """Validate the landing file and split it into daily order and chargeback events."""
-    path = str(data_dir.landing_file)
+    """Validate the landing's files and split their orders into daily order and chargeback
+    events."""
+    directory = data_dir.landing_dir
     try:
-        batch = read_landing(spark.get_session(), path, dt.date.fromisoformat(FIRST_DAY))
+        batch = read_landing_dir(spark.get_session(), directory, dt.date.fromisoformat(FIRST_DAY))
     except LandingFileError as error:
         raise dg.Failure(
             description=str(error),
-            metadata={"file": path, "problems": error.total or len(error.problems)},
+            metadata={"file": error.path, "problems": error.total or len(error.problems)},
             allow_retries=False,
         ) from None
     days = days_of(context.partition_time_window)
     events = batch.events
     try:
         landing = {
-            "landing_file": dg.MetadataValue.path(path),
+            "landing": dg.MetadataValue.path(str(directory)),
+            "landing_files": ", ".join(p.name for p in landing_files(directory)),
             "landing_orders": batch.orders,
             "ignored_columns": ", ".join(batch.ignored_columns) or "none",
         }
