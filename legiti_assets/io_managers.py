@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from legiti_assets import storage
@@ -35,6 +35,30 @@ def _rows_per_day(staged: Path) -> dict[dt.date, int]:
         folder = storage.day_dir(staged, day)
         rows[day] = sum(pq.read_metadata(f).num_rows for f in folder.glob("*.parquet"))
     return rows
+
+
+def read_days(
+    spark: SparkSession,
+    name: str,
+    table: Path,
+    days: list[dt.date],
+    schema: dg.TableSchema,
+    version: str | None = None,
+) -> DataFrame:
+    """The stored `days` of a daily table as one DataFrame of `schema`'s columns; raises, saying
+    to backfill, if a day was written under other columns or another declaration `version`."""
+    paths = storage.existing_days(table, days)
+    if not paths:
+        return spark.createDataFrame([], spark_ddl(schema))
+    check_stored_schema(name, paths, schema)
+    if version is not None:
+        check_versions(name, storage.recorded_versions(table), days, version)
+    return (
+        spark.read.schema(spark_ddl(schema))
+        .option("basePath", storage.file_uri(table))
+        .parquet(*(storage.file_uri(p) for p in paths))
+        .drop(*PARTITION_COLUMNS)
+    )
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -117,23 +141,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             if not context.asset_partition_keys:  # a lookback before the first partition
                 return spark.createDataFrame([], spark_ddl(schema))
-            paths = storage.existing_days(table, days_of(context.asset_partitions_time_window))
-            if not paths:
-                return spark.createDataFrame([], spark_ddl(schema))
-            check_stored_schema(name, paths, schema)
-            if VERSION in metadata:
-                check_versions(
-                    name,
-                    storage.recorded_versions(table),
-                    days_of(context.asset_partitions_time_window),
-                    metadata[VERSION],
-                )
-            df = (
-                spark.read.schema(spark_ddl(schema))
-                .option("basePath", storage.file_uri(table))
-                .parquet(*(storage.file_uri(p) for p in paths))
+            return read_days(
+                spark,
+                name,
+                table,
+                days_of(context.asset_partitions_time_window),
+                schema,
+                metadata.get(VERSION),
             )
-            return df.drop(*PARTITION_COLUMNS)
         if not table.is_dir():
             raise dg.Failure(f"{name} is not materialized: {table} is missing")
         check_stored_schema(name, [table], schema)

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
-from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl, state_schema
+from legiti_assets.io_managers import read_days
+from legiti_assets.schemas import state_schema
 
 
 def asof_column(feature_set: str) -> str:
@@ -120,19 +121,9 @@ def covered_until(data_dir: Path, specs: Sequence[FeatureSetSpec]) -> dt.date:
 def read_states(spark: SparkSession, data_dir: Path, spec: FeatureSetSpec) -> DataFrame:
     """Every stored state row of a feature set (empty if none is stored yet)."""
     table = data_dir / layout.feature_set_table(spec.entity, spec.name)
-    ddl = spark_ddl(state_schema(spec))
-    days = storage.stored_days(table)
-    paths = [storage.day_dir(table, d) for d in days]
-    if not paths:
-        return spark.createDataFrame([], ddl)
-    check_stored_schema(spec.name, paths, state_schema(spec))
-    check_versions(spec.name, storage.recorded_versions(table), days, spec.version)
-    return (
-        spark.read.schema(ddl)
-        .option("basePath", storage.file_uri(table))
-        .parquet(*(storage.file_uri(p) for p in paths))
-        .select(*spec.columns)
-    )
+    return read_days(
+        spark, spec.name, table, storage.stored_days(table), state_schema(spec), spec.version
+    ).select(*spec.columns)
 
 
 def get_historical_features(

@@ -49,18 +49,17 @@ def spark_ddl(schema: dg.TableSchema) -> str:
 def check_stored_schema(table: str, day_dirs: Sequence[Path], schema: dg.TableSchema) -> None:
     """Raise, saying to backfill, if a stored day's columns differ from `schema`'s. Reads one
     Parquet footer per day (well under a millisecond each)."""
-    expected = [(c.name, _ARROW_TYPES.get(c.type)) for c in schema.columns]
+    expected = {c.name: _ARROW_TYPES.get(c.type) for c in schema.columns}
     for day_dir in day_dirs:
         files = sorted(day_dir.glob("*.parquet"))
         if not files:
             continue
         stored = pq.read_schema(files[0])
-        found = [(f.name, str(f.type)) for f in stored if f.name in {n for n, _ in expected}]
-        names = [f.name for f in stored]
-        mismatched = [
-            n for n, t in expected if (n, t) not in found and not (t is None and n in names)
-        ]
-        if mismatched or len(names) != len(expected):
+        types = {f.name: str(f.type) for f in stored}
+        # a declared type pyarrow has no name for here is checked by column name only
+        if types.keys() != expected.keys() or any(
+            t is not None and types[n] != t for n, t in expected.items()
+        ):
             raise StoredSchemaError(
                 f"{table}: the day stored in {day_dir} has columns {stored.names} "
                 f"({', '.join(str(f.type) for f in stored)}), not the declared "

@@ -3,17 +3,8 @@
 import datetime as dt
 import random
 
-import pytest
-from butterfree.constants import DataType
-from butterfree.transform.aggregated_feature_set import AggregatedFeatureSet
-from butterfree.transform.features import Feature, KeyFeature, TimestampFeature
-from butterfree.transform.transformations import AggregatedTransform
-from butterfree.transform.utils import Function
-from pyspark.sql import functions as F
-
 from legiti_assets.catalog import SPECS
-from legiti_assets.engine import DeclarationError, compute_states, feature_set_spec
-from legiti_assets.feature_sets import FeatureSetSource
+from legiti_assets.engine import compute_states, feature_set_spec
 from legiti_assets.feature_sets.user import user_orders
 from legiti_assets.pit_join import asof_column, point_in_time_join
 from legiti_assets_tests import reference
@@ -39,37 +30,6 @@ def test_specs_follow_the_declarations() -> None:
     )
     assert all(a.description for a in ORDERS.aggregates + CHARGEBACKS.aggregates)
     assert (ORDERS.source, CHARGEBACKS.source) == ("order_events", "chargeback_events")
-
-
-def _declaration(function, windows: list[str]) -> AggregatedFeatureSet:
-    return AggregatedFeatureSet(
-        name="s",
-        entity="user",
-        description="d",
-        keys=[KeyFeature(name="cpf", description="k", dtype=DataType.STRING)],
-        timestamp=TimestampFeature(from_column="t"),
-        features=[
-            Feature(
-                name="f",
-                description="f",
-                transformation=AggregatedTransform(
-                    functions=[Function(function, DataType.INTEGER)]
-                ),
-            )
-        ],
-    ).with_windows(definitions=windows)
-
-
-@pytest.mark.parametrize(
-    ("function", "windows", "message"),
-    [
-        (F.mode, ["3 days"], "feature set s, feature f: function 'mode' is not supported"),
-        (F.count, ["2 hours"], "feature set s: window '2 hours' is not a whole number of days"),
-    ],
-)
-def test_declarations_this_engine_cannot_compute_are_refused(function, windows, message) -> None:
-    with pytest.raises(DeclarationError, match=message):
-        feature_set_spec(FeatureSetSource(_declaration(function, windows), "order_events"))
 
 
 def _events(spark, rows: list[tuple[str, dt.datetime]]):

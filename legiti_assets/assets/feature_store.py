@@ -58,11 +58,12 @@ def _violations(spec: FeatureSetSpec, days: list[dt.date]) -> dict[str, Column]:
         found["non_negative_counts"] = checks.count_where(
             F.least(*counts) < 0 if len(counts) > 1 else counts[0] < 0
         )
-    shrinks = F.lit(False)
-    for group in _growing_counts(spec):
-        for shorter, longer in itertools.pairwise(group):
-            shrinks = shrinks | (F.col(shorter) > F.col(longer))
-    if _growing_counts(spec):
+    groups = _growing_counts(spec)
+    if groups:
+        shrinks = F.lit(False)
+        for group in groups:
+            for shorter, longer in itertools.pairwise(group):
+                shrinks = shrinks | (F.col(shorter) > F.col(longer))
         found["counts_grow_with_window"] = checks.count_where(shrinks)
     return found
 
