@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DAGSTER_PORT ?= 3000
 
-.PHONY: help install awesome-dataset dev serve bench-online test lint format clean
+.PHONY: help install awesome-dataset update dev serve bench-online test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END (YYYY-MM-DD) and awesome_dataset
 	$(RUN) python -m legiti_assets.run --start $(START) --end $(END)
+
+update: install $(DAGSTER_HOME)/dagster.yaml ## bring every output up to date with the landing, rewriting only what changed
+	$(RUN) python -m legiti_assets.update
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTER_PORT (default 127.0.0.1:3000)
 	$(RUN) dagster dev -h $(HOST) -p $(DAGSTER_PORT) -w workspace.yaml

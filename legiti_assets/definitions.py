@@ -6,7 +6,7 @@ from legiti_assets.assets.datasets import TRAINING_SET_ASSETS
 from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
 from legiti_assets.assets.online import ONLINE_ASSETS, ONLINE_CHECKS
 from legiti_assets.assets.raw import order_and_chargeback_events
-from legiti_assets.io_managers import OnlineStoreIOManager, ParquetIOManager
+from legiti_assets.io_managers import ParquetIOManager
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 
@@ -19,7 +19,6 @@ def build_resources(
         "data_dir": data_dir,
         "spark": spark,
         "online_store": online_store,
-        "online_io_manager": OnlineStoreIOManager(store=online_store),
         "parquet_io_manager": ParquetIOManager(spark=spark, data=data_dir),
     }
 

@@ -5,7 +5,6 @@ is replaced, including days the new output has no rows for, and no other day is 
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -13,11 +12,9 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from legiti_assets import storage
-from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.engine import TIMESTAMP
+from legiti_assets import changes, storage
 from legiti_assets.partitions import days_of
-from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
+from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
 
 PARTITION_COLUMNS = ("year", "month", "day")
@@ -25,8 +22,15 @@ PARTITION_COLUMNS = ("year", "month", "day")
 # table's path under the data directory (from `legiti_assets.layout`).
 PARTITION_EXPR = "partition_expr"
 TABLE = "table"
-# ... and the version of the declaration its days are computed under, if it has one.
+# ... the version of the declaration its days are computed under, if it has one;
 VERSION = "declaration_version"
+# ... for a table whose days an update compares with the landing, True: each day records a
+# fingerprint of its rows;
+FINGERPRINTED = "fingerprinted"
+# ... and for a table computed from another, that table's path and how many of its days before
+# a day that day reads: each day records a fingerprint of them (`legiti_assets.changes`).
+SOURCE_TABLE = "source_table"
+LOOKBACK_DAYS = "lookback_days"
 
 
 def _rows_per_day(staged: Path) -> dict[dt.date, int]:
@@ -99,7 +103,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         self, context: dg.OutputContext, df: DataFrame, table: Path, staged: Path
     ) -> dict[str, object]:
         days = days_of(context.asset_partitions_time_window)
-        dated_by = F.col(context.definition_metadata[PARTITION_EXPR])
+        metadata = context.definition_metadata
+        dated_by = F.col(metadata[PARTITION_EXPR])
+        content = (
+            changes.day_fingerprints(df, metadata[PARTITION_EXPR])
+            if metadata.get(FINGERPRINTED)
+            else None
+        )
         (
             # one task, so one file, per day: a partitioned write otherwise makes a file per
             # day and task
@@ -121,7 +131,24 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         for day in days:
             new = storage.day_dir(staged, day) if day in rows else None
             storage.replace_dir(new, storage.day_dir(table, day), trash)
-        storage.record_days(table, days, context.definition_metadata.get(VERSION))
+        source = (
+            storage.recorded(self.data.resolve(str(metadata[SOURCE_TABLE])))
+            if SOURCE_TABLE in metadata
+            else None
+        )
+        storage.record_days(
+            table,
+            {
+                day: storage.DayRecord(
+                    version=metadata.get(VERSION),
+                    content=None if content is None else content.get(day, changes.EMPTY),
+                    inputs=None
+                    if source is None
+                    else changes.inputs_fingerprint(source, day, int(metadata[LOOKBACK_DAYS])),
+                )
+                for day in days
+            },
+        )
         # every day of a range run gets this metadata: a total there would read as per day
         rows_key = "dagster/row_count" if len(days) == 1 else "rows_written_in_run"
         return {
@@ -153,41 +180,3 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{name} is not materialized: {table} is missing")
         check_stored_schema(name, [table], schema)
         return spark.read.schema(spark_ddl(schema)).parquet(storage.file_uri(table))
-
-
-class OnlineStoreIOManager(dg.ConfigurableIOManager):
-    """Writes each key's latest state to the online store; the store keeps a state only if it is
-    not older than the one it has, so partitions can land in any order."""
-
-    store: OnlineStoreResource
-
-    def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
-        if obj is None:
-            return
-        table = ONLINE_TABLES[context.definition_metadata["feature_set"]]
-        # epoch seconds: collected Spark timestamps would be in the driver's local time zone
-        rows = obj.select(
-            table.key, F.col(TIMESTAMP).cast("long"), *table.feature_columns
-        ).toLocalIterator(prefetchPartitions=True)
-        offered = 0
-
-        def states() -> Iterator[tuple[str, dt.datetime, list[int | float | None]]]:
-            nonlocal offered
-            for row in rows:
-                offered += 1
-                yield row[0], dt.datetime.fromtimestamp(row[1], tz=dt.UTC), list(row[2:])
-
-        with self.store.open() as store:
-            applied = store.write_latest(table, states())
-            latest = store.latest_timestamp(table)
-        context.add_output_metadata(
-            {
-                "states_offered": offered,
-                "states_applied": applied,
-                "store": self.store.redacted_url(),
-                "store_latest_timestamp": str(latest),
-            }
-        )
-
-    def load_input(self, context: dg.InputContext) -> DataFrame:
-        raise NotImplementedError("the online store is read by the feature server, not assets")

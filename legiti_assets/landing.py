@@ -14,9 +14,11 @@ whose header names at least `order_id,order_timestamp,cpf,chargeback_timestamp` 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,10 +284,55 @@ def landing_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.csv") if p.is_file())
 
 
+# While `keep_landing` is active: the landing read last, by what identifies it.
+_kept: dict[tuple[object, ...], LandingBatch] = {}
+_keeping = False
+
+
+@contextlib.contextmanager
+def keep_landing() -> Iterator[None]:
+    """Within this block the process validates the landing once: the runs of an update (one
+    per range of days) share it while its files are unchanged. Unpersisted at the end."""
+    global _keeping
+    _keeping = True
+    try:
+        yield
+    finally:
+        _keeping = False
+        for batch in _kept.values():
+            batch.events.unpersist()
+        _kept.clear()
+
+
+def release(batch: LandingBatch) -> None:
+    """Done with `batch`: free it, unless `keep_landing` keeps it for the next run."""
+    if not any(kept is batch for kept in _kept.values()):
+        batch.events.unpersist()
+
+
 def read_landing_dir(spark: SparkSession, directory: Path, first_day: dt.date) -> LandingBatch:
     """Every file of the landing, each validated on its own (a message names its file and
-    line), then one record per order: the one of the last file that states it."""
+    line), then one record per order: the one of the last file that states it. Call `release`
+    when done with it."""
     files = landing_files(directory)
+    identity = (
+        first_day,
+        *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files),
+    )
+    if identity in _kept:
+        return _kept[identity]
+    batch = _read_landing_files(spark, directory, files, first_day)
+    if _keeping:
+        for old in _kept.values():
+            old.events.unpersist()
+        _kept.clear()
+        _kept[identity] = batch
+    return batch
+
+
+def _read_landing_files(
+    spark: SparkSession, directory: Path, files: list[Path], first_day: dt.date
+) -> LandingBatch:
     if not files:
         raise LandingFileError(
             str(directory), [(None, None, "no *.csv landing file in the landing directory")]

@@ -44,11 +44,12 @@ from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 DEFAULT_BATCH_SIZE = 5000
+_T = TypeVar("_T")
 TIMESTAMP_FIELD = "timestamp"
 
 # Feature column types.
@@ -193,8 +194,8 @@ _CONVERTERS: dict[str, Callable[[Any], FeatureValue]] = {
 }
 
 
-def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    iterator = iter(rows)
+def _batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
 
@@ -264,7 +265,13 @@ class OnlineStore(ABC):
     """Latest state per key for each feature set. Safe to share between threads."""
 
     @abstractmethod
-    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
+    def write_latest(
+        self,
+        table: FeatureSetTable,
+        rows: Iterable[Row],
+        *,
+        replace_until: datetime | None = None,
+    ) -> int:
         """Upsert ``(key, timestamp, values)`` rows, streaming them in batches.
 
         ``values`` has one entry per feature column, converted by its type: a COUNT takes an
@@ -272,7 +279,9 @@ class OnlineStore(ABC):
         NaN counts as None.
 
         A row is applied only if no state is stored for its key or the stored timestamp is not
-        newer (an equal timestamp overwrites, so re-materializing a day replaces it). The check
+        newer (an equal timestamp overwrites, so re-materializing a day replaces it), or, given
+        ``replace_until``, the stored timestamp is not after it: a run that rewrote the days up
+        to ``replace_until`` replaces what it knows is gone, even with an older state. The check
         runs atomically inside the store. Each batch is applied all-or-nothing; an invalid row
         raises ValueError and leaves its batch unapplied (earlier batches stay applied).
 
@@ -290,6 +299,22 @@ class OnlineStore(ABC):
         nothing is stored, in which case the columns read as ``no_state_values``: 0 for a COUNT,
         None otherwise). Raises ValueError for an unknown entity.
         """
+
+    @abstractmethod
+    def keys(
+        self,
+        table: FeatureSetTable,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        """Keys whose stored state is dated in [since, until] (either bound may be open)."""
+
+    @abstractmethod
+    def delete(
+        self, table: FeatureSetTable, keys: Iterable[str], *, since: datetime, until: datetime
+    ) -> int:
+        """Remove the states of ``keys`` dated in [since, until] (atomically per key: a state a
+        concurrent run wrote outside it stays); returns how many were removed."""
 
     @abstractmethod
     def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
@@ -318,6 +343,17 @@ class OnlineStore(ABC):
         self.close()
 
 
+# Epoch seconds beyond any state's: open bounds of a timestamp range.
+_NO_BOUND = 1 << 62
+
+
+def _bounds(since: datetime | None, until: datetime | None) -> tuple[int, int]:
+    return (
+        -_NO_BOUND if since is None else to_epoch_seconds(since),
+        _NO_BOUND if until is None else to_epoch_seconds(until),
+    )
+
+
 # Declared type and NOT NULL flag, as PRAGMA table_info reports them.
 _SQLITE_COLUMN_TYPES: dict[str, tuple[str, int]] = {
     COUNT: ("INTEGER", 1),
@@ -330,6 +366,8 @@ _SQLITE_COLUMN_TYPES: dict[str, tuple[str, int]] = {
 class _SQLiteStatements:
     upsert: str
     select_prefix: str
+    keys: str
+    delete: str
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -416,7 +454,13 @@ class SQLiteOnlineStore(OnlineStore):
                 f"table {table.name!r} in {self.path} has columns {retyped} of another type; "
                 "drop it and re-materialize the feature set"
             )
+        # keys by timestamp: what a run over a range of days may have to replace
+        self._conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{table.name}__by_timestamp" '
+            f'ON {name}("{TIMESTAMP_FIELD}")'
+        )
         all_columns = [key, *columns]
+        in_range = f'"{TIMESTAMP_FIELD}" BETWEEN ? AND ?'
         statements = _SQLiteStatements(
             upsert=(
                 f"INSERT INTO {name} ({', '.join(all_columns)}) "
@@ -424,16 +468,27 @@ class SQLiteOnlineStore(OnlineStore):
                 f"ON CONFLICT({key}) DO UPDATE SET "
                 + ", ".join(f"{c} = excluded.{c}" for c in columns)
                 + f' WHERE excluded."{TIMESTAMP_FIELD}" >= {name}."{TIMESTAMP_FIELD}"'
+                + f' OR {name}."{TIMESTAMP_FIELD}" <= ?'
             ),
             select_prefix=f"SELECT {', '.join(all_columns)} FROM {name} WHERE {key} IN ",
+            keys=f"SELECT {key} FROM {name} WHERE {in_range}",
+            delete=f"DELETE FROM {name} WHERE {key} = ? AND {in_range}",
         )
         self._statements[table] = statements
         return statements
 
-    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
+    def write_latest(
+        self,
+        table: FeatureSetTable,
+        rows: Iterable[Row],
+        *,
+        replace_until: datetime | None = None,
+    ) -> int:
         applied = 0
+        # NULL: "stored <= NULL" is never true, so only newer-or-equal rows apply
+        until = None if replace_until is None else to_epoch_seconds(replace_until)
         for batch in _batches(rows, self.batch_size):
-            params = [(key, ts, *values) for key, ts, values in _prepare(table, batch)]
+            params = [(key, ts, *values, until) for key, ts, values in _prepare(table, batch)]
             with self._lock:
                 upsert = self._prepared(table).upsert
                 # IMMEDIATE takes the write lock up front, so concurrent writers wait on the busy
@@ -469,6 +524,33 @@ class SQLiteOnlineStore(OnlineStore):
                         features[table.timestamp_feature] = from_epoch_seconds(ts)
         return result
 
+    def keys(
+        self,
+        table: FeatureSetTable,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        bounds = _bounds(since, until)
+        with self._lock:
+            return [key for (key,) in self._conn.execute(self._prepared(table).keys, bounds)]
+
+    def delete(
+        self, table: FeatureSetTable, keys: Iterable[str], *, since: datetime, until: datetime
+    ) -> int:
+        bounds = _bounds(since, until)
+        params = [(key, *bounds) for key in keys]
+        with self._lock:
+            statement = self._prepared(table).delete
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._conn.executemany(statement, params).rowcount
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        return max(removed, 0)
+
     def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
         with self._lock:
             self._prepared(table)
@@ -492,46 +574,51 @@ class SQLiteOnlineStore(OnlineStore):
             self._conn.close()
 
 
-# Applies a chunk of rows in order, each only if it is not older than the stored state.
-# KEYS: per-table row counter, per-table newest timestamp, then one state hash per row.
-# ARGV: number of feature columns n, the n column names, then per row: timestamp, n values
-# (already encoded by _redis_encode; "" is a null and HSET stores it like any other string).
+# Applies a chunk of rows in order, each only if it is not older than the stored state (or the
+# stored state is not after the replace-until bound).
+# KEYS: the table's timestamp index (a sorted set of entity keys), then one state hash per row.
+# ARGV: number of feature columns n, the n column names, the replace-until bound ("" for none),
+# then per row: timestamp, n values (already encoded by _redis_encode; "" is a null and HSET
+# stores it like any other string), entity key.
 _REDIS_WRITE_LATEST = """
 local n = tonumber(ARGV[1])
+local replace_until = tonumber(ARGV[n + 2])
 local fields = {'timestamp', false}
 for c = 1, n do
   fields[2 * c + 1] = ARGV[c + 1]
 end
-local newest_arg = redis.call('GET', KEYS[2])
-local newest = newest_arg and tonumber(newest_arg)
-local applied, added = 0, 0
-local pos = n + 2
-for k = 3, #KEYS do
+local applied = 0
+local pos = n + 3
+for k = 2, #KEYS do
   local ts = tonumber(ARGV[pos])
-  local stored = redis.call('HGET', KEYS[k], 'timestamp')
-  if not stored or tonumber(stored) <= ts then
+  local stored = tonumber(redis.call('HGET', KEYS[k], 'timestamp'))
+  if not stored or stored <= ts or (replace_until and stored <= replace_until) then
     fields[2] = ARGV[pos]
     for c = 1, n do
       fields[2 * c + 2] = ARGV[pos + c]
     end
     redis.call('HSET', KEYS[k], unpack(fields))
+    redis.call('ZADD', KEYS[1], ts, ARGV[pos + n + 1])
     applied = applied + 1
-    if not stored then
-      added = added + 1
-    end
-    if not newest or ts > newest then
-      newest, newest_arg = ts, ARGV[pos]
-    end
   end
-  pos = pos + n + 1
-end
-if added > 0 then
-  redis.call('INCRBY', KEYS[1], added)
-end
-if applied > 0 then
-  redis.call('SET', KEYS[2], newest_arg)
+  pos = pos + n + 2
 end
 return applied
+"""
+# Removes the states dated in [ARGV[1], ARGV[2]]. KEYS: the timestamp index, then one state hash
+# per key; ARGV[3..]: the entity keys.
+_REDIS_DELETE = """
+local since, until = tonumber(ARGV[1]), tonumber(ARGV[2])
+local removed = 0
+for k = 2, #KEYS do
+  local stored = tonumber(redis.call('HGET', KEYS[k], 'timestamp'))
+  if stored and stored >= since and stored <= until then
+    redis.call('DEL', KEYS[k])
+    redis.call('ZREM', KEYS[1], ARGV[k + 1])
+    removed = removed + 1
+  end
+end
+return removed
 """
 # Rows per script call: big enough to amortize per-command overhead, small enough that Redis is
 # never blocked for more than a few milliseconds.
@@ -569,9 +656,11 @@ _REDIS_DECODERS: dict[str, Callable[[bytes], FeatureValue]] = {
 class RedisOnlineStore(OnlineStore):
     """One Redis hash per (feature set, key); the conditional upsert is a server-side Lua script.
 
-    Bookkeeping keys live under ``<prefix>:#meta:`` (``#`` cannot appear in a feature set name, so
-    they never collide with state hashes) and make ``count`` and ``latest_timestamp`` O(1).
-    They assume nothing else deletes state hashes under the prefix.
+    Each table's index of keys by state timestamp is a sorted set at
+    ``<prefix>:#meta:<feature set>:by_timestamp`` (``#`` cannot appear in a feature set name, so
+    it never collides with state hashes); it makes ``count``, ``latest_timestamp`` and ``keys``
+    cheap and assumes nothing else writes state hashes under the prefix. A store written before
+    the index existed gets it built on first use.
     """
 
     def __init__(
@@ -593,16 +682,49 @@ class RedisOnlineStore(OnlineStore):
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
         self._write_script = self._client.register_script(_REDIS_WRITE_LATEST)
+        self._delete_script = self._client.register_script(_REDIS_DELETE)
+        self._indexed: set[str] = set()
 
     def state_key(self, table: FeatureSetTable, key: str) -> str:
         return f"{self.key_prefix}:{table.name}:{key}"
 
-    def _meta_key(self, table: FeatureSetTable, what: str) -> str:
-        return f"{self.key_prefix}:#meta:{table.name}:{what}"
+    def _index(self, table: FeatureSetTable) -> str:
+        """The table's timestamp index, built from its state hashes if the store predates it."""
+        index = f"{self.key_prefix}:#meta:{table.name}:by_timestamp"
+        if table.name in self._indexed:
+            return index
+        if not self._client.exists(index):
+            prefix = f"{self.key_prefix}:{table.name}:"
+            scanned = self._client.scan_iter(f"{prefix}*", count=1000)
+            for names in _batches(scanned, _REDIS_ROWS_PER_CALL):
+                with self._client.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.hget(name, TIMESTAMP_FIELD)
+                    stamps = pipe.execute()
+                members = {
+                    name.decode()[len(prefix) :]: int(ts)
+                    for name, ts in zip(names, stamps, strict=True)
+                    if ts is not None
+                }
+                if members:
+                    self._client.zadd(index, members)
+            # the counters the index replaces
+            self._client.delete(
+                f"{self.key_prefix}:#meta:{table.name}:count",
+                f"{self.key_prefix}:#meta:{table.name}:latest",
+            )
+        self._indexed.add(table.name)
+        return index
 
-    def write_latest(self, table: FeatureSetTable, rows: Iterable[Row]) -> int:
-        count_key = self._meta_key(table, "count")
-        latest_key = self._meta_key(table, "latest")
+    def write_latest(
+        self,
+        table: FeatureSetTable,
+        rows: Iterable[Row],
+        *,
+        replace_until: datetime | None = None,
+    ) -> int:
+        index = self._index(table)
+        until = "" if replace_until is None else to_epoch_seconds(replace_until)
         applied = 0
         for batch in _batches(rows, self.batch_size):
             prepared = _prepare(table, batch)
@@ -610,15 +732,51 @@ class RedisOnlineStore(OnlineStore):
             with self._client.pipeline(transaction=True) as pipe:
                 for start in range(0, len(prepared), _REDIS_ROWS_PER_CALL):
                     chunk = prepared[start : start + _REDIS_ROWS_PER_CALL]
-                    keys = [count_key, latest_key]
-                    args: list[str | int] = [len(table.feature_columns), *table.feature_columns]
+                    keys = [index]
+                    args: list[str | int] = [
+                        len(table.feature_columns),
+                        *table.feature_columns,
+                        until,
+                    ]
                     for key, ts, values in chunk:
                         keys.append(self.state_key(table, key))
                         args.append(ts)
                         args.extend(map(_redis_encode, values))
+                        args.append(key)
                     self._write_script(keys=keys, args=args, client=pipe)
                 applied += sum(int(r) for r in pipe.execute())
         return applied
+
+    def keys(
+        self,
+        table: FeatureSetTable,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        index = self._index(table)
+        low, high = _bounds(since, until)
+        found: list[str] = []
+        page = 100_000
+        while True:
+            members = self._client.zrangebyscore(index, low, high, start=len(found), num=page)
+            found.extend(m.decode() for m in members)
+            if len(members) < page:
+                return found
+
+    def delete(
+        self, table: FeatureSetTable, keys: Iterable[str], *, since: datetime, until: datetime
+    ) -> int:
+        index = self._index(table)
+        low, high = _bounds(since, until)
+        removed = 0
+        for names in _batches(keys, _REDIS_ROWS_PER_CALL):
+            removed += int(
+                self._delete_script(
+                    keys=[index, *(self.state_key(table, k) for k in names)],
+                    args=[low, high, *names],
+                )
+            )
+        return removed
 
     def get_features(
         self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
@@ -664,11 +822,11 @@ class RedisOnlineStore(OnlineStore):
         return result
 
     def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
-        ts = self._client.get(self._meta_key(table, "latest"))
-        return None if ts is None else from_epoch_seconds(int(ts))
+        newest = self._client.zrange(self._index(table), -1, -1, withscores=True)
+        return from_epoch_seconds(int(newest[0][1])) if newest else None
 
     def count(self, table: FeatureSetTable) -> int:
-        return int(self._client.get(self._meta_key(table, "count")) or 0)
+        return int(self._client.zcard(self._index(table)))
 
     def ping(self) -> None:
         self._client.ping()

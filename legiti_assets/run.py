@@ -115,6 +115,18 @@ def materialize_selection(
     return result
 
 
+def run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    """Each materialized asset's metadata values (a range run records one event per day, each
+    with the whole write's metadata: the first is kept)."""
+    found: dict[str, dict[str, object]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        name = materialization.asset_key.to_user_string()
+        if name not in found:
+            found[name] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
 def materialize(
     start: dt.date,
     end: dt.date,
@@ -127,21 +139,15 @@ def materialize(
     assert isinstance(data_dir, DataDir)
     for selection, tags in plan(start, end, first_order_day(data_dir.landing_dir)):
         result = materialize_selection(selection, instance, resources, tags)
-        # a range run records one event per day, each with the whole write's metadata
-        seen: set[str] = set()
-        for event in result.get_asset_materialization_events():
-            materialization = event.event_specific_data.materialization
-            name = materialization.asset_key.to_user_string()
-            if name not in seen:
-                seen.add(name)
-                metadata = materialization.metadata
-                for key, unit in (
-                    ("dagster/row_count", "rows"),
-                    ("rows_written_in_run", "rows"),
-                    ("states_applied", "states written"),
-                ):
-                    if key in metadata:
-                        print(f"{name}: {metadata[key].value} {unit}")
+        for name, metadata in run_metadata(result).items():
+            for key, unit in (
+                ("dagster/row_count", "rows"),
+                ("rows_written_in_run", "rows"),
+                ("states_applied", "states written"),
+                ("keys_reconciled", "keys reconciled"),
+            ):
+                if key in metadata:
+                    print(f"{name}: {metadata[key]} {unit}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 _RENAME_EXCHANGE = 2
@@ -108,29 +109,53 @@ def writer_lock(root: Path, name: str) -> Iterator[None]:
 MANIFEST = "_materialized_days.json"  # "_": Spark, pandas and DuckDB globs skip it
 
 
-def record_days(table: Path, days: Iterable[dt.date], version: str | None = None) -> None:
-    """Remember that `days` were written, rows or not, and under which declaration `version`:
-    an empty day has no directory, so only this tells it apart from a day never materialized.
-    Call under `writer_lock`."""
-    known = recorded_versions(table)
-    known.update(dict.fromkeys(days, version))
+@dataclass(frozen=True)
+class DayRecord:
+    """What is known of one written day: the declaration `version` it was computed under
+    (feature sets), a fingerprint of its rows (`content`, raw tables) and of the source days it
+    was computed from (`inputs`, feature sets). None: not recorded for this table."""
+
+    version: str | None = None
+    content: str | None = None
+    inputs: str | None = None
+
+
+def record_days(table: Path, records: Mapping[dt.date, DayRecord]) -> None:
+    """Remember that these days were written, rows or not: an empty day has no directory, so
+    only this tells it apart from a day never materialized. Call under `writer_lock`."""
+    known = recorded(table)
+    known.update(records)
     table.mkdir(parents=True, exist_ok=True)
     temporary = table / f".{MANIFEST}.{uuid.uuid4().hex}"
-    temporary.write_text(json.dumps({str(d): v for d, v in sorted(known.items())}))
+    stored = {
+        str(day): {k: v for k, v in vars(record).items() if v is not None}
+        for day, record in sorted(known.items())
+    }
+    temporary.write_text(json.dumps(stored))
     os.replace(temporary, table / MANIFEST)
 
 
-def recorded_versions(table: Path) -> dict[dt.date, str | None]:
-    """Each recorded day with the declaration version it was written under (None: unknown,
-    or a table without versions)."""
+def recorded(table: Path) -> dict[dt.date, DayRecord]:
+    """Every recorded day of a table with what is known of it."""
     path = table / MANIFEST
     if not path.exists():
         return {}
     stored = json.loads(path.read_text())
     if isinstance(stored, list):  # manifests written before versions were recorded
-        return dict.fromkeys((dt.date.fromisoformat(d) for d in stored), None)
-    return {dt.date.fromisoformat(d): v for d, v in stored.items()}
+        return {dt.date.fromisoformat(d): DayRecord() for d in stored}
+    return {
+        dt.date.fromisoformat(d): DayRecord(version=v)
+        if v is None or isinstance(v, str)  # written before fingerprints were recorded
+        else DayRecord(**v)
+        for d, v in stored.items()
+    }
+
+
+def recorded_versions(table: Path) -> dict[dt.date, str | None]:
+    """Each recorded day with the declaration version it was written under (None: unknown,
+    or a table without versions)."""
+    return {day: record.version for day, record in recorded(table).items()}
 
 
 def recorded_days(table: Path) -> list[dt.date]:
-    return sorted(recorded_versions(table))
+    return sorted(recorded(table))

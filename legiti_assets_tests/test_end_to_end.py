@@ -80,7 +80,8 @@ def test_every_check_of_every_run_passed(built) -> None:
         ): r.event_log_entry.dagster_event.event_specific_data.passed
         for r in records
     }
-    assert len(results) == 4 + 3 + 2 * 6 + 3 + 2
+    # raw (4 + 3), feature sets (2 x 6), dataset (3), online (2 x fresh, online_matches_historical)
+    assert len(results) == 4 + 3 + 2 * 6 + 3 + 2 * 2
     assert all(results.values()), results
 
 
@@ -212,10 +213,10 @@ def test_days_computed_under_another_declaration_version_are_refused(
     copy = tmp_path / "data"
     shutil.copytree(built[0] / "feature_store", copy / "feature_store")
     manifest = copy / FEATURE_STORE / "user_orders" / "_materialized_days.json"
-    versions = json.loads(manifest.read_text())
-    assert set(versions.values()) == {SPECS["user_orders"].version}
-    versions["2020-05-13"] = "0123456789abcdef"
-    manifest.write_text(json.dumps(versions))
+    days = json.loads(manifest.read_text())
+    assert {day["version"] for day in days.values()} == {SPECS["user_orders"].version}
+    days["2020-05-13"]["version"] = "0123456789abcdef"
+    manifest.write_text(json.dumps(days))
     with pytest.raises(
         StoredSchemaError,
         match=r"user_orders: 1 stored day\(s\), 2020-05-13 to 2020-05-13, were computed under "

@@ -11,7 +11,13 @@ from legiti_assets import checks, layout, storage
 from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import SPECS
 from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
-from legiti_assets.io_managers import PARTITION_EXPR, TABLE, VERSION
+from legiti_assets.io_managers import (
+    LOOKBACK_DAYS,
+    PARTITION_EXPR,
+    SOURCE_TABLE,
+    TABLE,
+    VERSION,
+)
 from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of, lookback
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -111,13 +117,14 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             PARTITION_EXPR: TIMESTAMP,
             TABLE: layout.feature_set_table(spec.entity, spec.name),
             VERSION: spec.version,
+            SOURCE_TABLE: layout.raw_table(spec.source),
             "entity": spec.entity,
             "key": spec.key,
             "source": spec.source,
             "query": spec.query or "none",
             "windows": ", ".join(f"{d} days" for d in spec.windows),
             "functions": ", ".join(sorted({a.function for a in spec.aggregates})),
-            "lookback_days": spec.lookback_days,
+            LOOKBACK_DAYS: spec.lookback_days,
             "source_timestamp": spec.event_timestamp,
             "dagster/column_schema": state_schema(spec),
         },

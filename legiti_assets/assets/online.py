@@ -1,15 +1,33 @@
-"""Online feature store: each user's latest state of each feature set, for serving."""
+"""Online feature store: each key's latest historical state, for serving.
+
+After every run the online store mirrors the historical one: a key's online state is its
+latest stored row, and a key without rows has no state. A run over days [a, b] writes each
+key's latest row of those days, and replaces what it knows is gone: a state dated in [a, b]
+whose row a correction removed goes back to the key's latest earlier row, or away if there is
+none. States dated after b are never touched, so an old backfill cannot regress a newer state.
+"""
+
+import datetime as dt
+import math
+import zlib
+from collections.abc import Iterator
 
 import dagster as dg
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
-from legiti_assets.partitions import daily_partitions
-from legiti_assets.resources import DataDir, OnlineStoreResource
+from legiti_assets.io_managers import read_days
+from legiti_assets.online_store import FLOAT, FeatureSetTable, OnlineStore, Row
+from legiti_assets.partitions import daily_partitions, days_of
+from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
+
+# The consistency check compares every key up to this many, a deterministic sample beyond.
+SAMPLE_KEYS = 10_000
+MAX_REPORTED_MISMATCHES = 10
 
 
 def latest_per_key(states: DataFrame, spec: FeatureSetSpec) -> DataFrame:
@@ -21,6 +39,68 @@ def latest_per_key(states: DataFrame, spec: FeatureSetSpec) -> DataFrame:
     )
 
 
+def midnight(day: dt.date) -> dt.datetime:
+    """The timestamp of a day's states."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def stored_states(
+    spark: SparkSession, data_dir: DataDir, spec: FeatureSetSpec, before: dt.date | None = None
+) -> DataFrame:
+    """Every stored row of a feature set, or those of the days before `before`."""
+    table = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+    days = [d for d in storage.recorded_days(table) if before is None or d < before]
+    return read_days(spark, spec.name, table, days, state_schema(spec), spec.version)
+
+
+def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
+    # epoch seconds: collected Spark timestamps would be in the driver's local time zone
+    selected = states.select(table.key, F.col(TIMESTAMP).cast("long"), *table.feature_columns)
+    for row in selected.toLocalIterator(prefetchPartitions=True):
+        yield row[0], dt.datetime.fromtimestamp(row[1], tz=dt.UTC), list(row[2:])
+
+
+def mirror_days(
+    spark: SparkSession,
+    store: OnlineStore,
+    data_dir: DataDir,
+    spec: FeatureSetSpec,
+    states: DataFrame,
+    days: list[dt.date],
+) -> dict[str, int]:
+    """Make the store hold, for every key whose state is or was dated in `days`, its latest
+    stored row; `states` are the stored rows of `days`."""
+    table = ONLINE_TABLES[spec.name]
+    since, until = midnight(days[0]), midnight(days[-1])
+    # before writing: afterwards every key of the range is dated in it
+    orphans = set(store.keys(table, since, until))
+    offered = 0
+
+    def latest() -> Iterator[Row]:
+        nonlocal offered
+        for row in _rows(latest_per_key(states, spec), table):
+            offered += 1
+            orphans.discard(row[0])
+            yield row
+
+    applied = store.write_latest(table, latest(), replace_until=until)
+    restored = removed = 0
+    if orphans:
+        # states the rewritten days no longer hold: back to each key's latest earlier row
+        keys = spark.createDataFrame([(k,) for k in sorted(orphans)], f"`{spec.key}` string")
+        before = stored_states(spark, data_dir, spec, days[0]).join(keys, spec.key, "left_semi")
+        earlier = list(_rows(latest_per_key(before, spec), table))
+        restored = store.write_latest(table, earlier, replace_until=until)
+        gone = orphans - {row[0] for row in earlier}
+        removed = store.delete(table, sorted(gone), since=since, until=until)
+    return {
+        "states_offered": offered,
+        "states_applied": applied,
+        "keys_restored": restored,
+        "keys_removed": removed,
+    }
+
+
 def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{spec.name}_online",
@@ -30,7 +110,6 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         ins={"states": dg.AssetIn(spec.name)},
-        io_manager_key="online_io_manager",
         # the store may be briefly unreachable; writes are idempotent, so retrying is safe
         retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
         code_version=spec.version,
@@ -41,8 +120,28 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             "dagster/column_schema": state_schema(spec),
         },
     )
-    def _online(states: DataFrame) -> DataFrame:
-        return latest_per_key(states, spec)
+    def _online(
+        context: dg.AssetExecutionContext,
+        states: DataFrame,
+        spark: SparkResource,
+        data_dir: DataDir,
+        online_store: OnlineStoreResource,
+    ) -> dg.MaterializeResult:
+        days = days_of(context.partition_time_window)
+        table = ONLINE_TABLES[spec.name]
+        with online_store.open() as store:
+            done = mirror_days(spark.get_session(), store, data_dir, spec, states, days)
+            latest = store.latest_timestamp(table)
+            keys = store.count(table)
+        return dg.MaterializeResult(
+            metadata={
+                **done,
+                "keys_reconciled": done["keys_restored"] + done["keys_removed"],
+                "store": online_store.redacted_url(),
+                "store_keys": keys,
+                "store_latest_timestamp": str(latest),
+            }
+        )
 
     return _online
 
@@ -70,5 +169,85 @@ def freshness_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     return _fresh
 
 
+def sampled(key: str, every: int) -> bool:
+    """The deterministic sample: the same keys on every run, in Python and in Spark."""
+    return zlib.crc32(key.encode()) % every == 0
+
+
+def _expected(value: object, kind: str) -> int | float | None:
+    """A stored value as the online store reads it back (NaN is null there)."""
+    if value is None or value != value:
+        return None
+    if kind == FLOAT:
+        return float(value) + 0.0
+    return int(value)  # type: ignore[call-overload]
+
+
+def mismatches(
+    spark: SparkSession, store: OnlineStore, data_dir: DataDir, spec: FeatureSetSpec
+) -> tuple[int, int, list[str]]:
+    """(keys compared, sampling step, mismatches) between the online store and each key's
+    latest stored row; every key when there are at most `SAMPLE_KEYS`."""
+    table = ONLINE_TABLES[spec.name]
+    online_keys = store.keys(table)
+    every = max(1, math.ceil(len(online_keys) / SAMPLE_KEYS))
+    latest = latest_per_key(stored_states(spark, data_dir, spec), spec)
+    if every > 1:
+        latest = latest.where(F.crc32(F.col(spec.key).cast("binary")) % every == 0)
+    history = {row[0]: (row[1], row[2]) for row in _rows(latest, table)}
+    keys = sorted({k for k in online_keys if sampled(k, every)} | set(history))
+    online = store.get_features(spec.entity, keys, [table])
+    found = []
+    for key in keys:
+        got = online[key]
+        got_ts = got[table.timestamp_feature]
+        if key not in history:
+            if got_ts is not None:
+                found.append(f"{key}: online state of {got_ts} but no stored row")
+            continue
+        ts, values = history[key]
+        expected = {
+            column: _expected(value, kind)
+            for column, kind, value in zip(
+                table.feature_columns, table.feature_types, values, strict=True
+            )
+        }
+        actual = {column: got[column] for column in table.feature_columns}
+        if got_ts != ts or actual != expected:
+            found.append(
+                f"{key}: online {got_ts} {actual}, latest stored row {ts} {expected}"
+                if got_ts is not None
+                else f"{key}: no online state, latest stored row {ts} {expected}"
+            )
+    return len(keys), every, found
+
+
+def consistency_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=f"{spec.name}_online",
+        name="online_matches_historical",
+        description="Each key's online state is its latest row in the historical store, and "
+        f"a key without rows has none (every key up to {SAMPLE_KEYS:,}, a fixed sample beyond).",
+    )
+    def _matches(
+        spark: SparkResource, online_store: OnlineStoreResource, data_dir: DataDir
+    ) -> dg.AssetCheckResult:
+        with online_store.open() as store:
+            compared, every, found = mismatches(spark.get_session(), store, data_dir, spec)
+        return dg.AssetCheckResult(
+            passed=not found,
+            metadata={
+                "keys_compared": compared,
+                "sampled": f"1 key in {every}" if every > 1 else "every key",
+                "mismatches": len(found),
+                "first_mismatches": "\n".join(found[:MAX_REPORTED_MISMATCHES]) or "none",
+            },
+        )
+
+    return _matches
+
+
 ONLINE_ASSETS = [online_asset(spec) for spec in SPECS.values()]
-ONLINE_CHECKS = [freshness_check(spec) for spec in SPECS.values()]
+ONLINE_CHECKS = [
+    check for spec in SPECS.values() for check in (freshness_check(spec), consistency_check(spec))
+]

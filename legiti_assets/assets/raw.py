@@ -7,8 +7,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from legiti_assets import checks, layout
-from legiti_assets.io_managers import PARTITION_EXPR, TABLE
-from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir
+from legiti_assets.io_managers import FINGERPRINTED, PARTITION_EXPR, TABLE
+from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
 from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of
 from legiti_assets.resources import DataDir, SparkResource
 
@@ -45,9 +45,12 @@ def _event_asset(name: str, dated_by: str, description: str) -> dg.AssetOut:
         group_name="raw",
         kinds={"spark", "parquet"},
         io_manager_key="parquet_io_manager",
+        # an update ingests the days each table needs, so a run may select one table
+        is_required=False,
         metadata={
             PARTITION_EXPR: dated_by,
             TABLE: layout.raw_table(name),
+            FINGERPRINTED: True,
             "dagster/column_schema": EVENT_SCHEMA,
         },
     )
@@ -74,6 +77,14 @@ def _violations(df: DataFrame, dated_by: str, days: list[dt.date]) -> dict[str, 
 
 # Each raw event asset, with the timestamp that dates (and partitions) its rows.
 DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_timestamp"}
+
+
+def raw_events(events: DataFrame) -> dict[str, DataFrame]:
+    """Each raw event asset's rows, every day, from the landing's orders."""
+    return {
+        "order_events": events,
+        "chargeback_events": events.where(F.col("chargeback_timestamp").isNotNull()),
+    }
 
 
 @dg.multi_asset(
@@ -110,7 +121,6 @@ def order_and_chargeback_events(
             allow_retries=False,
         ) from None
     days = days_of(context.partition_time_window)
-    events = batch.events
     try:
         landing = {
             "landing": dg.MetadataValue.path(str(directory)),
@@ -118,20 +128,12 @@ def order_and_chargeback_events(
             "landing_orders": batch.orders,
             "ignored_columns": ", ".join(batch.ignored_columns) or "none",
         }
-        outputs = {
-            "order_events": ("order_timestamp", events.where(_day_in("order_timestamp", days))),
-            "chargeback_events": (
-                "chargeback_timestamp",
-                events.where(
-                    F.col("chargeback_timestamp").isNotNull()
-                    & _day_in("chargeback_timestamp", days)
-                ),
-            ),
-        }
-        for name, (dated_by, df) in outputs.items():
+        for name, df in raw_events(batch.events).items():
             if name not in context.selected_output_names:
                 continue
-            yield dg.Output(df, output_name=name, metadata=landing)
-            yield from checks.evaluate(context, df, name, _violations(df, dated_by, days))
+            dated_by = DATED_BY[name]
+            in_days = df.where(_day_in(dated_by, days))
+            yield dg.Output(in_days, output_name=name, metadata=landing)
+            yield from checks.evaluate(context, in_days, name, _violations(in_days, dated_by, days))
     finally:
-        events.unpersist()
+        release(batch)

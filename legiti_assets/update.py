@@ -1,0 +1,207 @@
+"""`make update`: bring every output up to date with the landing as it is now, rewriting only
+what a change affects (how changes are noticed: `legiti_assets.changes`).
+
+1. Validate the landing and fingerprint its days per raw event table; ingest the days whose
+   stored rows differ (added, changed, moved or withdrawn orders: order days and chargeback
+   days), and the days never ingested up to the newest event.
+2. Recompute the feature-set days whose declaration or source days differ from those they were
+   computed from (a changed day d: d + 1 .. d + lookback), and extend every feature set to the
+   day after the newest event. Each run mirrors its days into the online store.
+3. Rebuild the training sets when anything changed (or they are missing).
+
+Dagster runs a partitioned asset over one contiguous range of days per run
+(dagster-io/dagster#32335), so an update is one run per range; its runs share the tag
+`legiti/update`, and the last one records what the whole update did in its tags.
+"""
+
+import argparse
+import datetime as dt
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+from pyspark.sql import SparkSession
+
+from legiti_assets import changes, layout, storage
+from legiti_assets.assets.raw import DATED_BY, raw_events
+from legiti_assets.catalog import SPECS
+from legiti_assets.definitions import defs
+from legiti_assets.landing import LandingFileError, keep_landing, read_landing_dir, release
+from legiti_assets.partitions import FIRST_DAY
+from legiti_assets.resources import DataDir, SparkResource
+from legiti_assets.run import DATASET_RUN, LOOKBACK_DAYS, materialize_selection, run_metadata
+
+UPDATE_TAG = "legiti/update"
+
+
+@dataclass
+class UpdateReport:
+    """What an update did: days ingested per raw table, days recomputed per feature set, online
+    keys whose state a correction replaced or removed, and the runs it launched."""
+
+    update_id: str
+    landing_files: int = 0
+    landing_orders: int = 0
+    ingested: dict[str, list[dt.date]] = field(default_factory=dict)
+    recomputed: dict[str, list[dt.date]] = field(default_factory=dict)
+    online: dict[str, dict[str, object]] = field(default_factory=dict)
+    training_sets: dict[str, object] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.run_ids)
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"update {self.update_id}: landing of {self.landing_files} file(s), "
+            f"{self.landing_orders} orders"
+        ]
+        for name, days in self.ingested.items():
+            lines.append(f"{name}: ingested {changes.describe(days)}")
+        for name, days in self.recomputed.items():
+            lines.append(f"{name}: recomputed {changes.describe(days)}")
+            online = self.online.get(name)
+            if online:
+                lines.append(
+                    f"{name}_online: {online['states_applied']} states written, "
+                    f"{online['keys_reconciled']} keys reconciled "
+                    f"({online['keys_restored']} back to an earlier state, "
+                    f"{online['keys_removed']} removed)"
+                )
+        for name, rows in self.training_sets.items():
+            lines.append(f"{name}: rebuilt, {rows} rows")
+        if not self.changed:
+            lines.append("everything is up to date: nothing was rewritten")
+        else:
+            lines.append(f"{len(self.run_ids)} run(s) tagged {UPDATE_TAG}={self.update_id}")
+        return lines
+
+    def tags(self) -> dict[str, str]:
+        """The summary recorded on the update's last run."""
+        return {
+            **{f"legiti/ingested/{n}": changes.describe(d) for n, d in self.ingested.items()},
+            **{f"legiti/recomputed/{n}": changes.describe(d) for n, d in self.recomputed.items()},
+            **{
+                f"legiti/keys_reconciled/{n}": str(o["keys_reconciled"])
+                for n, o in self.online.items()
+            },
+        }
+
+
+def _range_tags(first: dt.date, last: dt.date, update_id: str) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": str(first),
+        "dagster/asset_partition_range_end": str(last),
+        UPDATE_TAG: update_id,
+    }
+
+
+def _by_range(days_per_asset: Mapping[str, list[dt.date]]) -> dict[tuple[dt.date, dt.date], list]:
+    """Assets grouped by each contiguous range of days they need: one run per range."""
+    runs: dict[tuple[dt.date, dt.date], list[str]] = {}
+    for name, days in days_per_asset.items():
+        for span in changes.contiguous(days):
+            runs.setdefault(span, []).append(name)
+    return dict(sorted(runs.items()))
+
+
+def _landing_fingerprints(
+    spark: SparkSession, data_dir: DataDir, report: UpdateReport
+) -> dict[str, dict[dt.date, str]]:
+    batch = read_landing_dir(spark, data_dir.landing_dir, dt.date.fromisoformat(FIRST_DAY))
+    try:
+        report.landing_orders = batch.orders
+        return {
+            name: changes.day_fingerprints(df, DATED_BY[name])
+            for name, df in raw_events(batch.events).items()
+        }
+    finally:
+        release(batch)
+
+
+def update(
+    instance: dg.DagsterInstance, resources: dict[str, object] | None = None
+) -> UpdateReport:
+    """Run the update; raise SystemExit naming the assets of a failed run."""
+    resources = resources or dict(defs.resources or {})
+    data_dir, spark_resource = resources["data_dir"], resources["spark"]
+    assert isinstance(data_dir, DataDir) and isinstance(spark_resource, SparkResource)
+    report = UpdateReport(update_id=uuid.uuid4().hex[:8])
+    report.landing_files = len(list(data_dir.landing_dir.glob("*.csv")))
+    first_partition = dt.date.fromisoformat(FIRST_DAY)
+
+    def run(selection: list[str], first: dt.date, last: dt.date) -> dict[str, Mapping]:
+        result = materialize_selection(
+            selection, instance, resources, _range_tags(first, last, report.update_id)
+        )
+        report.run_ids.append(result.run_id)
+        return run_metadata(result)
+
+    with keep_landing():
+        landing = _landing_fingerprints(spark_resource.get_session(), data_dir, report)
+        event_days = [day for days in landing.values() for day in days]
+        if not event_days:
+            print("the landing holds no orders: nothing to update")
+            return report
+        first_event, newest = min(event_days), max(event_days)
+
+        # 1. raw days whose rows are not the landing's
+        for name in DATED_BY:
+            stored = storage.recorded(data_dir.resolve(layout.raw_table(name)))
+            # from the first feature day's lookback, as `make awesome-dataset` ingests
+            first = max(first_event - dt.timedelta(days=LOOKBACK_DAYS), first_partition)
+            first, last = min([first, *stored]), max([newest, *stored])
+            report.ingested[name] = changes.raw_days_to_ingest(landing[name], stored, first, last)
+        for (first, last), names in _by_range(report.ingested).items():
+            run(names, first, last)
+
+    # 2. feature-set days computed from other source rows, or not yet computed
+    for spec in SPECS.values():
+        stored = storage.recorded(
+            data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+        )
+        source = storage.recorded(data_dir.resolve(layout.raw_table(spec.source)))
+        first = min(stored, default=first_event)
+        last = max([newest + dt.timedelta(days=1), *stored])
+        report.recomputed[spec.name] = changes.stale_feature_days(
+            stored, source, spec.version, spec.lookback_days, first, last
+        )
+    for (first, last), names in _by_range(report.recomputed).items():
+        metadata = run([n for name in names for n in (name, f"{name}_online")], first, last)
+        for name in names:
+            merged = report.online.setdefault(name, {})
+            for key, value in metadata[f"{name}_online"].items():
+                if isinstance(value, int):
+                    merged[key] = int(merged.get(key, 0)) + value
+
+    # 3. the training sets, from what is stored now
+    missing = any(not data_dir.resolve(layout.dataset_table(name)).exists() for name in DATASET_RUN)
+    if report.changed or missing:
+        result = materialize_selection(
+            DATASET_RUN, instance, resources, {UPDATE_TAG: report.update_id, **report.tags()}
+        )
+        report.run_ids.append(result.run_id)
+        for name, metadata in run_metadata(result).items():
+            report.training_sets[name] = metadata.get("dagster/row_count")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.parse_args(argv)
+    with dg.DagsterInstance.get() as instance:
+        try:
+            report = update(instance)
+        except LandingFileError as error:
+            raise SystemExit(str(error)) from None
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+    print("\n".join(report.lines()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
