@@ -70,7 +70,7 @@ clean: ## remove generated data, Dagster history and caches (keeps the landing f
 		$(LEGITI_DATA_DIR)/.staging $(LEGITI_DATA_DIR)/online_store.db* \
 		.dagster_home .tmp_dagster_home_* .pytest_cache .ruff_cache spark-warehouse metastore_db
 
-.PHONY: data bench
+.PHONY: data bench bench-update
 SIZE ?= 10k
 SEED ?= 20200717
 SIZES ?= 10k,100k
@@ -82,6 +82,9 @@ data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in
 
 bench: install ## benchmark assets vs DuckDB and stock butterfree on SIZES (e.g. SIZES=1m)
 	$(RUN) python -m benchmarks.bench --sizes $(SIZES) --seed $(SEED)
+
+bench-update: install ## make update after one-day drops vs a full build, on SIZE=10k|100k|1m|10m
+	$(RUN) python -m benchmarks.bench_update --size $(SIZE) --seed $(SEED)
 
 .PHONY: test-cluster test-ui
 

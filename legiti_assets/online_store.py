@@ -608,11 +608,11 @@ return applied
 # Removes the states dated in [ARGV[1], ARGV[2]]. KEYS: the timestamp index, then one state hash
 # per key; ARGV[3..]: the entity keys.
 _REDIS_DELETE = """
-local since, until = tonumber(ARGV[1]), tonumber(ARGV[2])
+local low, high = tonumber(ARGV[1]), tonumber(ARGV[2])
 local removed = 0
 for k = 2, #KEYS do
   local stored = tonumber(redis.call('HGET', KEYS[k], 'timestamp'))
-  if stored and stored >= since and stored <= until then
+  if stored and stored >= low and stored <= high then
     redis.call('DEL', KEYS[k])
     redis.call('ZREM', KEYS[1], ARGV[k + 1])
     removed = removed + 1

@@ -143,18 +143,22 @@ def update(
     with keep_landing():
         landing = _landing_fingerprints(spark_resource.get_session(), data_dir, report)
         event_days = [day for days in landing.values() for day in days]
-        if not event_days:
-            print("the landing holds no orders: nothing to update")
-            return report
-        first_event, newest = min(event_days), max(event_days)
+        first_event = min(event_days, default=None)
+        newest = max(event_days, default=None)
 
         # 1. raw days whose rows are not the landing's
         for name in DATED_BY:
             stored = storage.recorded(data_dir.resolve(layout.raw_table(name)))
-            # from the first feature day's lookback, as `make awesome-dataset` ingests
-            first = max(first_event - dt.timedelta(days=LOOKBACK_DAYS), first_partition)
-            first, last = min([first, *stored]), max([newest, *stored])
-            report.ingested[name] = changes.raw_days_to_ingest(landing[name], stored, first, last)
+            span = [*stored]
+            if first_event is not None and newest is not None:
+                # from the first feature day's lookback, as `make awesome-dataset` ingests
+                lookback = first_event - dt.timedelta(days=LOOKBACK_DAYS)
+                span += [max(lookback, first_partition), newest]
+            report.ingested[name] = (
+                changes.raw_days_to_ingest(landing[name], stored, min(span), max(span))
+                if span
+                else []
+            )
         for (first, last), names in _by_range(report.ingested).items():
             run(names, first, last)
 
@@ -165,9 +169,14 @@ def update(
         )
         source = storage.recorded(data_dir.resolve(layout.raw_table(spec.source)))
         first = min(stored, default=first_event)
-        last = max([newest + dt.timedelta(days=1), *stored])
-        report.recomputed[spec.name] = changes.stale_feature_days(
-            stored, source, spec.version, spec.lookback_days, first, last
+        # the day after the newest event is the first whose states count it
+        last = max([*stored, *([newest + dt.timedelta(days=1)] if newest else [])], default=None)
+        report.recomputed[spec.name] = (
+            changes.stale_feature_days(
+                stored, source, spec.version, spec.lookback_days, first, last
+            )
+            if first is not None and last is not None
+            else []
         )
     for (first, last), names in _by_range(report.recomputed).items():
         metadata = run([n for name in names for n in (name, f"{name}_online")], first, last)

@@ -1,6 +1,7 @@
 """Reading what the assets stored, the way a user of the store would."""
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -22,10 +23,19 @@ def write_landing(data_dir: Path, text: str | bytes) -> Path:
     return path
 
 
-def resources_for(data_dir: Path) -> dict[str, object]:
+def resources_for(data_dir: Path, online_url: str | None = None) -> dict[str, object]:
+    """Resources over `data_dir`; the online store is SQLite there, or `online_url` with keys
+    under a fresh prefix (a Redis database shared by tests and runs stays apart)."""
     from legiti_assets.definitions import build_resources
+    from legiti_assets.resources import OnlineStoreResource
 
-    return build_resources(DataDir(path=str(data_dir)), TEST_SPARK)
+    data = DataDir(path=str(data_dir))
+    store = (
+        None
+        if online_url is None
+        else OnlineStoreResource(data=data, url=online_url, redis_key_prefix=f"t{uuid.uuid4().hex}")
+    )
+    return build_resources(data, TEST_SPARK, store)
 
 
 def read_table(path: Path) -> list[tuple]:

@@ -764,3 +764,138 @@ def test_bad_urls_are_rejected(url: str) -> None:
 def test_bad_redis_prefix_is_rejected(prefix: str) -> None:
     with pytest.raises(ValueError, match="invalid Redis key prefix"):
         RedisOnlineStore("redis://127.0.0.1:1/0", key_prefix=prefix)
+
+
+# --- Replacing and removing states (an online store that mirrors history) ------------------
+
+
+def test_replace_until_takes_back_states_not_after_it(store: OnlineStore) -> None:
+    store.write_latest(ORDERS, [("a", DAY_2020_NEXT, [1, 1, 1]), ("b", DAY_2020_NEXT, [2, 2, 2])])
+    # a rewrite of days up to DAY_2020_NEXT: a's older state replaces the newer one
+    applied = store.write_latest(ORDERS, [("a", DAY_2019, [7, 7, 7])], replace_until=DAY_2020_NEXT)
+    assert applied == 1
+    assert orders_of(store, "a") == ((7, 7, 7), DAY_2019)
+    # a rewrite of days up to DAY_2020 leaves b's state of the day after alone
+    assert store.write_latest(ORDERS, [("b", DAY_2019, [0, 0, 0])], replace_until=DAY_2020) == 0
+    assert orders_of(store, "b") == ((2, 2, 2), DAY_2020_NEXT)
+    assert store.latest_timestamp(ORDERS) == DAY_2020_NEXT
+
+
+def test_keys_by_state_timestamp(store: OnlineStore) -> None:
+    store.write_latest(
+        ORDERS,
+        [("a", DAY_2019, [1, 1, 1]), ("b", DAY_2020, [1, 1, 1]), ("c", DAY_2020_NEXT, [1, 1, 1])],
+    )
+    assert sorted(store.keys(ORDERS)) == ["a", "b", "c"]
+    assert sorted(store.keys(ORDERS, since=DAY_2020)) == ["b", "c"]
+    assert sorted(store.keys(ORDERS, until=DAY_2020)) == ["a", "b"]
+    assert store.keys(ORDERS, since=DAY_2020, until=DAY_2020) == ["b"]
+    assert store.keys(CHARGEBACKS) == []
+
+
+def test_delete_removes_only_states_inside_the_range(store: OnlineStore) -> None:
+    store.write_latest(ORDERS, [("a", DAY_2019, [1, 1, 1]), ("b", DAY_2020_NEXT, [2, 2, 2])])
+    # b was written after the range by a concurrent run: it stays; "nope" was never stored
+    removed = store.delete(ORDERS, ["a", "b", "nope"], since=DAY_2019, until=DAY_2020)
+    assert removed == 1
+    assert orders_of(store, "a") == ((0, 0, 0), None)
+    assert orders_of(store, "b") == ((2, 2, 2), DAY_2020_NEXT)
+    assert store.count(ORDERS) == 1
+    assert store.delete(ORDERS, ["b"], since=DAY_2020_NEXT, until=DAY_2020_NEXT) == 1
+    assert store.count(ORDERS) == 0
+    assert store.latest_timestamp(ORDERS) is None
+    assert store.delete(ORDERS, [], since=DAY_2019, until=DAY_2020) == 0
+
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("write"),
+            st.lists(
+                st.tuples(st.sampled_from("abc"), st.integers(0, 5), st.integers(0, 9)), max_size=4
+            ),
+            st.none() | st.integers(0, 5),
+        ),
+        st.tuples(
+            st.just("delete"),
+            st.lists(st.sampled_from("abc"), max_size=3),
+            st.tuples(st.integers(0, 5), st.integers(0, 5)),
+        ),
+    ),
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_ops)
+def test_matches_model_with_replacing_and_removing(store: OnlineStore, ops: list) -> None:
+    """Writes with and without a replace bound, and range deletes, match a simple model; keys,
+    count and newest timestamp agree with it after every step."""
+    table = FeatureSetTable(next(_table_names), "cpf", ("n",))
+    model: dict[str, tuple[int, int]] = {}
+
+    def at(day: int) -> datetime:
+        return DAY_2019 + timedelta(days=day)
+
+    for op, items, bound in ops:
+        if op == "write":
+            expected = 0
+            for key, day, value in items:
+                stored = model.get(key)
+                if stored is None or stored[0] <= day or (bound is not None and stored[0] <= bound):
+                    model[key] = (day, value)
+                    expected += 1
+            rows = [(key, at(day), [value]) for key, day, value in items]
+            until = None if bound is None else at(bound)
+            assert store.write_latest(table, rows, replace_until=until) == expected
+        else:
+            low, high = bound
+            gone = {k for k in items if k in model and low <= model[k][0] <= high}
+            assert store.delete(table, items, since=at(low), until=at(high)) == len(gone)
+            for key in gone:
+                del model[key]
+        assert sorted(store.keys(table)) == sorted(model)
+        assert sorted(store.keys(table, since=at(2), until=at(3))) == sorted(
+            k for k, (day, _) in model.items() if 2 <= day <= 3
+        )
+        assert store.count(table) == len(model)
+        newest = max((day for day, _ in model.values()), default=None)
+        assert store.latest_timestamp(table) == (None if newest is None else at(newest))
+    features = store.get_features("user", ["a", "b", "c"], [table])
+    for key in "abc":
+        day_value = model.get(key)
+        assert features[key] == (
+            {"n": day_value[1], f"{table.name}__timestamp": at(day_value[0])}
+            if day_value
+            else {"n": 0, f"{table.name}__timestamp": None}
+        )
+
+
+@needs_redis
+def test_redis_store_written_before_the_index_gets_one() -> None:
+    assert REDIS_URL
+    prefix = f"legiti_test_{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        # what the previous release wrote: state hashes plus count/latest counters
+        for key, ts in (("a", DAY_2019), ("b:c", DAY_2020)):
+            client.hset(
+                f"{prefix}:user_orders:{key}",
+                mapping={
+                    "timestamp": int(ts.timestamp()),
+                    **dict.fromkeys(ORDERS.feature_columns, 1),
+                },
+            )
+        client.set(f"{prefix}:#meta:user_orders:count", 2)
+        client.set(f"{prefix}:#meta:user_orders:latest", int(DAY_2020.timestamp()))
+        store = RedisOnlineStore(REDIS_URL, key_prefix=prefix)
+        assert sorted(store.keys(ORDERS)) == ["a", "b:c"]
+        assert store.count(ORDERS) == 2
+        assert store.latest_timestamp(ORDERS) == DAY_2020
+        assert not client.exists(f"{prefix}:#meta:user_orders:count")
+        store.close()
+    finally:
+        _flush_prefix(REDIS_URL, prefix)
+        client.close()

@@ -191,10 +191,10 @@ def mismatches(
     table = ONLINE_TABLES[spec.name]
     online_keys = store.keys(table)
     every = max(1, math.ceil(len(online_keys) / SAMPLE_KEYS))
-    latest = latest_per_key(stored_states(spark, data_dir, spec), spec)
+    states = stored_states(spark, data_dir, spec)
     if every > 1:
-        latest = latest.where(F.crc32(F.col(spec.key).cast("binary")) % every == 0)
-    history = {row[0]: (row[1], row[2]) for row in _rows(latest, table)}
+        states = states.where(F.crc32(F.col(spec.key).cast("binary")) % every == 0)
+    history = {row[0]: (row[1], row[2]) for row in _rows(latest_per_key(states, spec), table)}
     keys = sorted({k for k in online_keys if sampled(k, every)} | set(history))
     online = store.get_features(spec.entity, keys, [table])
     found = []
