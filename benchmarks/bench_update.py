@@ -9,7 +9,7 @@ In `benchmarks/data/update-<size>/`, each step a fresh process timed whole:
 2. no change:  `python -m legiti_assets.update` right after: it only checks;
 3. new day:    a drop of one day of new orders (the day after the newest event), then update;
 4. chargebacks: a drop of the next day's orders plus chargebacks reported that day for 0.1% of
-               the orders of the 90 days before (each restates its order: scattered old days).
+               the orders of the last 90 order days (each restates its order: scattered days).
 
 Prints each step's time, the load average beside it, and what the update printed.
 """
@@ -59,8 +59,9 @@ def _day_orders(
 def _late_chargebacks(
     rng: np.random.Generator, table: pa.Table, day: dt.date, rate: float
 ) -> list[str]:
-    """Orders of the 90 days before `day` without a chargeback, now reported on `day`."""
-    since = str(day - dt.timedelta(days=90))
+    """Orders of the last 90 order days without a chargeback, now reported on `day`."""
+    newest_order = dt.date.fromisoformat(pc.max(table.column("order_timestamp")).as_py()[:10])
+    since = str(newest_order - dt.timedelta(days=90))
     recent = table.filter(
         pc.and_(
             pc.greater_equal(table.column("order_timestamp"), since),

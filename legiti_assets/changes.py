@@ -11,10 +11,12 @@ feature days computed from its old rows no longer match it.
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from legiti_assets import storage
 from legiti_assets.storage import DayRecord
 
 # The fingerprint of a day without rows.
@@ -23,8 +25,9 @@ EMPTY = "0:0"
 
 def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date, str]:
     """`rows:sum of row hashes` of each day that has rows, days by `dated_by`. A row's hash
-    covers every column by name, nulls included, so any added, changed or removed row changes
-    its day's fingerprint (a 64-bit hash sum: accidental collisions are negligible)."""
+    covers every column by name (a null column is left out of the row's JSON, so it differs
+    from any value), so any added, changed or removed row changes its day's fingerprint (a
+    64-bit hash sum: accidental collisions are negligible)."""
     row_hash = F.xxhash64(F.to_json(F.struct(*sorted(df.columns)))).cast("decimal(38,0)")
     rows = (
         df.groupBy(F.to_date(dated_by).alias("day"))
@@ -37,12 +40,24 @@ def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date, str]:
 def inputs_fingerprint(
     source: Mapping[dt.date, DayRecord], day: dt.date, lookback_days: int
 ) -> str:
-    """The fingerprint of the source days a feature-set day is computed from."""
+    """The fingerprint of the source days a feature-set day is computed from. A day never
+    ingested reads as no rows, like an empty one: the engine read none either way."""
     parts = []
     for back in range(lookback_days, 0, -1):
         record = source.get(day - dt.timedelta(days=back))
-        parts.append("-" if record is None else str(record.content))
+        parts.append(EMPTY if record is None else str(record.content))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def tables_fingerprint(tables: Iterable[Path]) -> str:
+    """The fingerprint of everything recorded of these tables: what an unpartitioned asset
+    computed from all their days (a training set) was computed from."""
+    digest = hashlib.sha256()
+    for table in tables:
+        manifest = table / storage.MANIFEST
+        digest.update(manifest.read_bytes() if manifest.exists() else b"-")
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def day_range(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -4,7 +4,9 @@ A partitioned output may cover a range of days (a single-run backfill): every da
 is replaced, including days the new output has no rows for, and no other day is touched.
 """
 
+import contextlib
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -27,10 +29,21 @@ VERSION = "declaration_version"
 # ... for a table whose days an update compares with the landing, True: each day records a
 # fingerprint of its rows;
 FINGERPRINTED = "fingerprinted"
-# ... and for a table computed from another, that table's path and how many of its days before
-# a day that day reads: each day records a fingerprint of them (`legiti_assets.changes`).
+# ... for a daily table computed from another, that table's path and how many of its days
+# before a day that day reads: each day records a fingerprint of them (`legiti_assets.changes`);
 SOURCE_TABLE = "source_table"
-LOOKBACK_DAYS = "lookback_days"
+SOURCE_LOOKBACK = "lookback_days"
+# ... and for an unpartitioned table computed from whole tables, their paths, comma-separated:
+# it records a fingerprint of them in INPUTS_FILE.
+INPUT_TABLES = "input_tables"
+INPUTS_FILE = "_inputs_fingerprint"  # "_": Spark, pandas and DuckDB globs skip it
+
+
+def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> list[Path]:
+    """The tables an asset's output is computed from (by its definition metadata)."""
+    paths = [str(definition_metadata[SOURCE_TABLE])] if SOURCE_TABLE in definition_metadata else []
+    paths += [p for p in str(definition_metadata.get(INPUT_TABLES, "")).split(",") if p]
+    return [data.resolve(p) for p in paths]
 
 
 def _rows_per_day(staged: Path) -> dict[dt.date, int]:
@@ -82,8 +95,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         table = self.table_dir(context.definition_metadata)
         root = self.data.root
         staged = storage.staging_dir(root, name, context.run_id)
-        # one writer per table at a time: two runs over overlapping days never interleave
-        with storage.writer_lock(root, name):
+        inputs = input_tables(self.data, context.definition_metadata)
+        # one writer per table at a time: two runs over overlapping days never interleave; and
+        # no input is rewritten while this output is computed (lazily, as it is written) from it,
+        # so the fingerprint of the inputs recorded is the one of what was read
+        with storage.writer_lock(root, name), contextlib.ExitStack() as reading:
+            for source in inputs:
+                reading.enter_context(storage.writer_lock(root, source.name, shared=True))
             storage.clean_staging(root, name)
             try:
                 if context.has_asset_partitions:
@@ -91,6 +109,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 else:
                     obj.write.parquet(storage.file_uri(staged))
                     rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
+                    if inputs:
+                        (staged / INPUTS_FILE).write_text(changes.tables_fingerprint(inputs))
                     storage.replace_dir(staged, table, staged.parent / "trash")
                     metadata = {"dagster/row_count": rows}
             finally:
@@ -108,6 +128,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         content = (
             changes.day_fingerprints(df, metadata[PARTITION_EXPR])
             if metadata.get(FINGERPRINTED)
+            else None
+        )
+        source = (
+            storage.recorded(self.data.resolve(str(metadata[SOURCE_TABLE])))
+            if SOURCE_TABLE in metadata
             else None
         )
         (
@@ -131,11 +156,6 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         for day in days:
             new = storage.day_dir(staged, day) if day in rows else None
             storage.replace_dir(new, storage.day_dir(table, day), trash)
-        source = (
-            storage.recorded(self.data.resolve(str(metadata[SOURCE_TABLE])))
-            if SOURCE_TABLE in metadata
-            else None
-        )
         storage.record_days(
             table,
             {
@@ -144,7 +164,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     content=None if content is None else content.get(day, changes.EMPTY),
                     inputs=None
                     if source is None
-                    else changes.inputs_fingerprint(source, day, int(metadata[LOOKBACK_DAYS])),
+                    else changes.inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
                 )
                 for day in days
             },

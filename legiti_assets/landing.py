@@ -284,9 +284,9 @@ def landing_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.csv") if p.is_file())
 
 
-# While `keep_landing` is active: the landing read last, by what identifies it.
+# While `keep_landing` is active (blocks may nest): the landing read last, by what identifies it.
 _kept: dict[tuple[object, ...], LandingBatch] = {}
-_keeping = False
+_keeping = 0
 
 
 @contextlib.contextmanager
@@ -294,14 +294,15 @@ def keep_landing() -> Iterator[None]:
     """Within this block the process validates the landing once: the runs of an update (one
     per range of days) share it while its files are unchanged. Unpersisted at the end."""
     global _keeping
-    _keeping = True
+    _keeping += 1
     try:
         yield
     finally:
-        _keeping = False
-        for batch in _kept.values():
-            batch.events.unpersist()
-        _kept.clear()
+        _keeping -= 1
+        if not _keeping:
+            for batch in _kept.values():
+                batch.events.unpersist()
+            _kept.clear()
 
 
 def release(batch: LandingBatch) -> None:

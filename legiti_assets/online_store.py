@@ -37,7 +37,7 @@ import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -325,6 +325,15 @@ class OnlineStore(ABC):
         """Number of keys with a stored state in ``table``."""
 
     @abstractmethod
+    def mirrored(self, table: FeatureSetTable) -> dict[str, str]:
+        """What `record_mirrored` recorded for ``table``: an opaque token per day."""
+
+    @abstractmethod
+    def record_mirrored(self, table: FeatureSetTable, tokens: Mapping[str, str]) -> None:
+        """Remember which version of each of these days the store now mirrors (kept in the
+        store itself, so a store emptied or replaced is known to mirror nothing)."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise if the store cannot answer a query."""
 
@@ -343,6 +352,7 @@ class OnlineStore(ABC):
         self.close()
 
 
+_SQLITE_MIRRORED = "legiti#mirrored"
 # Epoch seconds beyond any state's: open bounds of a timestamp range.
 _NO_BOUND = 1 << 62
 
@@ -565,6 +575,37 @@ class SQLiteOnlineStore(OnlineStore):
             (n,) = self._conn.execute(f'SELECT COUNT(*) FROM "{table.name}"').fetchone()
         return int(n)
 
+    def _mirrored_table(self) -> str:
+        # "#" cannot appear in a feature set's name: no table collides with it
+        self._conn.execute(
+            f'CREATE TABLE IF NOT EXISTS "{_SQLITE_MIRRORED}" (feature_set TEXT NOT NULL, '
+            "day TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (feature_set, day)) WITHOUT ROWID"
+        )
+        return f'"{_SQLITE_MIRRORED}"'
+
+    def mirrored(self, table: FeatureSetTable) -> dict[str, str]:
+        with self._lock:
+            name = self._mirrored_table()
+            rows = self._conn.execute(
+                f"SELECT day, token FROM {name} WHERE feature_set = ?", (table.name,)
+            )
+            return dict(rows.fetchall())
+
+    def record_mirrored(self, table: FeatureSetTable, tokens: Mapping[str, str]) -> None:
+        with self._lock:
+            name = self._mirrored_table()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?)",
+                    [(table.name, day, token) for day, token in tokens.items()],
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def ping(self) -> None:
         with self._lock:
             self._conn.execute("SELECT 1").fetchone()
@@ -690,13 +731,14 @@ class RedisOnlineStore(OnlineStore):
 
     def _index(self, table: FeatureSetTable) -> str:
         """The table's timestamp index, built from its state hashes if the store predates it."""
-        index = f"{self.key_prefix}:#meta:{table.name}:by_timestamp"
+        meta = f"{self.key_prefix}:#meta:{table.name}"
+        index = f"{meta}:by_timestamp"
         if table.name in self._indexed:
             return index
-        if not self._client.exists(index):
+        # a marker, not the index's existence: an emptied sorted set disappears from Redis
+        if not self._client.exists(f"{meta}:indexed"):
             prefix = f"{self.key_prefix}:{table.name}:"
-            scanned = self._client.scan_iter(f"{prefix}*", count=1000)
-            for names in _batches(scanned, _REDIS_ROWS_PER_CALL):
+            for names in _batches(self._client.scan_iter(f"{prefix}*", count=1000), 500):
                 with self._client.pipeline(transaction=False) as pipe:
                     for name in names:
                         pipe.hget(name, TIMESTAMP_FIELD)
@@ -707,12 +749,11 @@ class RedisOnlineStore(OnlineStore):
                     if ts is not None
                 }
                 if members:
-                    self._client.zadd(index, members)
-            # the counters the index replaces
-            self._client.delete(
-                f"{self.key_prefix}:#meta:{table.name}:count",
-                f"{self.key_prefix}:#meta:{table.name}:latest",
-            )
+                    # NX: what a concurrent writer indexed meanwhile is newer than this scan
+                    self._client.zadd(index, members, nx=True)
+            # marked only once complete: a build that dies is redone by the next process
+            self._client.delete(f"{meta}:count", f"{meta}:latest")
+            self._client.set(f"{meta}:indexed", 1)
         self._indexed.add(table.name)
         return index
 
@@ -827,6 +868,14 @@ class RedisOnlineStore(OnlineStore):
 
     def count(self, table: FeatureSetTable) -> int:
         return int(self._client.zcard(self._index(table)))
+
+    def mirrored(self, table: FeatureSetTable) -> dict[str, str]:
+        stored = self._client.hgetall(f"{self.key_prefix}:#meta:{table.name}:mirrored")
+        return {day.decode(): token.decode() for day, token in stored.items()}
+
+    def record_mirrored(self, table: FeatureSetTable, tokens: Mapping[str, str]) -> None:
+        if tokens:
+            self._client.hset(f"{self.key_prefix}:#meta:{table.name}:mirrored", mapping=tokens)
 
     def ping(self) -> None:
         self._client.ping()

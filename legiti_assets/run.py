@@ -120,7 +120,7 @@ def run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, objec
     with the whole write's metadata: the first is kept)."""
     found: dict[str, dict[str, object]] = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
+        materialization = event.materialization
         name = materialization.asset_key.to_user_string()
         if name not in found:
             found[name] = {k: v.value for k, v in materialization.metadata.items()}

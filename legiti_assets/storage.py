@@ -93,13 +93,14 @@ def clean_staging(root: Path, name: str) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path, name: str) -> Iterator[None]:
+def writer_lock(root: Path, name: str, shared: bool = False) -> Iterator[None]:
     """Exclusive lock on writing table `name`, across processes; the kernel releases it when
-    its holder dies, so a killed run never leaves the table locked."""
+    its holder dies, so a killed run never leaves the table locked. `shared`: a reader's lock,
+    held while computing from the table, so no write swaps its days meanwhile."""
     path = root / ".staging" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -118,6 +119,12 @@ class DayRecord:
     version: str | None = None
     content: str | None = None
     inputs: str | None = None
+
+    @property
+    def token(self) -> str:
+        """What identifies this computation of the day (the online store records which one it
+        mirrors)."""
+        return f"{self.version}/{self.content}/{self.inputs}"
 
 
 def record_days(table: Path, records: Mapping[dt.date, DayRecord]) -> None:

@@ -25,13 +25,15 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from legiti_assets import changes, layout, storage
+from legiti_assets.assets.datasets import training_set_inputs
 from legiti_assets.assets.raw import DATED_BY, raw_events
-from legiti_assets.catalog import SPECS
+from legiti_assets.catalog import ONLINE_TABLES, SPECS, TRAINING
 from legiti_assets.definitions import defs
+from legiti_assets.io_managers import INPUTS_FILE
 from legiti_assets.landing import LandingFileError, keep_landing, read_landing_dir, release
 from legiti_assets.partitions import FIRST_DAY
-from legiti_assets.resources import DataDir, SparkResource
-from legiti_assets.run import DATASET_RUN, LOOKBACK_DAYS, materialize_selection, run_metadata
+from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
+from legiti_assets.run import LOOKBACK_DAYS, materialize_selection, run_metadata
 
 UPDATE_TAG = "legiti/update"
 
@@ -46,6 +48,7 @@ class UpdateReport:
     landing_orders: int = 0
     ingested: dict[str, list[dt.date]] = field(default_factory=dict)
     recomputed: dict[str, list[dt.date]] = field(default_factory=dict)
+    mirrored: dict[str, list[dt.date]] = field(default_factory=dict)
     online: dict[str, dict[str, object]] = field(default_factory=dict)
     training_sets: dict[str, object] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
@@ -63,6 +66,10 @@ class UpdateReport:
             lines.append(f"{name}: ingested {changes.describe(days)}")
         for name, days in self.recomputed.items():
             lines.append(f"{name}: recomputed {changes.describe(days)}")
+            if self.mirrored.get(name):
+                lines.append(
+                    f"{name}_online: mirrored again {changes.describe(self.mirrored[name])}"
+                )
             online = self.online.get(name)
             if online:
                 lines.append(
@@ -99,13 +106,28 @@ def _range_tags(first: dt.date, last: dt.date, update_id: str) -> dict[str, str]
     }
 
 
-def _by_range(days_per_asset: Mapping[str, list[dt.date]]) -> dict[tuple[dt.date, dt.date], list]:
+def _by_range(
+    days_per_asset: Mapping[str, list[dt.date]],
+) -> dict[tuple[dt.date, dt.date], list[str]]:
     """Assets grouped by each contiguous range of days they need: one run per range."""
     runs: dict[tuple[dt.date, dt.date], list[str]] = {}
     for name, days in days_per_asset.items():
         for span in changes.contiguous(days):
             runs.setdefault(span, []).append(name)
     return dict(sorted(runs.items()))
+
+
+def _add_online(report: UpdateReport, name: str, metadata: Mapping[str, object]) -> None:
+    merged = report.online.setdefault(name, {})
+    for key, value in metadata.items():
+        if isinstance(value, int):
+            merged[key] = int(merged.get(key, 0)) + value
+
+
+def _built_from(data_dir: DataDir, training_set: str) -> str | None:
+    """The fingerprint of the inputs a stored training set was built from."""
+    path = data_dir.resolve(layout.dataset_table(training_set)) / INPUTS_FILE
+    return path.read_text() if path.exists() else None
 
 
 def _landing_fingerprints(
@@ -128,7 +150,9 @@ def update(
     """Run the update; raise SystemExit naming the assets of a failed run."""
     resources = resources or dict(defs.resources or {})
     data_dir, spark_resource = resources["data_dir"], resources["spark"]
+    online_store = resources["online_store"]
     assert isinstance(data_dir, DataDir) and isinstance(spark_resource, SparkResource)
+    assert isinstance(online_store, OnlineStoreResource)
     report = UpdateReport(update_id=uuid.uuid4().hex[:8])
     report.landing_files = len(list(data_dir.landing_dir.glob("*.csv")))
     first_partition = dt.date.fromisoformat(FIRST_DAY)
@@ -162,35 +186,57 @@ def update(
         for (first, last), names in _by_range(report.ingested).items():
             run(names, first, last)
 
-    # 2. feature-set days computed from other source rows, or not yet computed
+    # 2. feature-set days computed from other source rows, or not yet computed: every day from
+    # the first event's (the training sets need them all) to the day after the newest event
+    # (the first whose states count it)
     for spec in SPECS.values():
         stored = storage.recorded(
             data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
         )
         source = storage.recorded(data_dir.resolve(layout.raw_table(spec.source)))
-        first = min(stored, default=first_event)
-        # the day after the newest event is the first whose states count it
-        last = max([*stored, *([newest + dt.timedelta(days=1)] if newest else [])], default=None)
+        span = [*stored]
+        if first_event is not None and newest is not None:
+            span += [first_event, newest + dt.timedelta(days=1)]
         report.recomputed[spec.name] = (
             changes.stale_feature_days(
-                stored, source, spec.version, spec.lookback_days, first, last
+                stored, source, spec.version, spec.lookback_days, min(span), max(span)
             )
-            if first is not None and last is not None
+            if span
             else []
         )
     for (first, last), names in _by_range(report.recomputed).items():
         metadata = run([n for name in names for n in (name, f"{name}_online")], first, last)
         for name in names:
-            merged = report.online.setdefault(name, {})
-            for key, value in metadata[f"{name}_online"].items():
-                if isinstance(value, int):
-                    merged[key] = int(merged.get(key, 0)) + value
+            _add_online(report, name, metadata[f"{name}_online"])
 
-    # 3. the training sets, from what is stored now
-    missing = any(not data_dir.resolve(layout.dataset_table(name)).exists() for name in DATASET_RUN)
-    if report.changed or missing:
+    # 3. online days that do not mirror their feature-set day: a run that failed after writing
+    # the feature set, or left its online asset out, or another (empty) store
+    with online_store.open() as store:
+        for spec in SPECS.values():
+            table = layout.feature_set_table(spec.entity, spec.name)
+            mirrored = store.mirrored(ONLINE_TABLES[spec.name])
+            report.mirrored[spec.name] = [
+                day
+                for day, record in storage.recorded(data_dir.resolve(table)).items()
+                if mirrored.get(str(day)) != record.token
+            ]
+    for (first, last), names in _by_range(report.mirrored).items():
+        metadata = run([f"{name}_online" for name in names], first, last)
+        for name in names:
+            _add_online(report, name, metadata[f"{name}_online"])
+
+    # 4. training sets whose input tables changed since they were built
+    stale = [
+        name
+        for name, (training_set, specs) in TRAINING.items()
+        if _built_from(data_dir, name)
+        != changes.tables_fingerprint(
+            data_dir.resolve(t) for t in training_set_inputs(training_set, specs)
+        )
+    ]
+    if stale:
         result = materialize_selection(
-            DATASET_RUN, instance, resources, {UPDATE_TAG: report.update_id, **report.tags()}
+            stale, instance, resources, {UPDATE_TAG: report.update_id, **report.tags()}
         )
         report.run_ids.append(result.run_id)
         for name, metadata in run_metadata(result).items():

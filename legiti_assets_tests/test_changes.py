@@ -62,11 +62,12 @@ def test_a_source_day_makes_the_next_lookback_days_stale() -> None:
     # days past the stored ones, and every day of another declaration
     assert changes.stale_feature_days(stored, source, "v1", 3, d(8), d(11)) == [d(10), d(11)]
     assert changes.stale_feature_days(stored, source, "v2", 3, d(0), d(1)) == [d(0), d(1)]
-    # a source day never ingested, then ingested
+    # a source day never ingested reads as an empty one, unlike one with rows
     missing = {k: v for k, v in source.items() if k != d(2)}
-    assert changes.inputs_fingerprint(missing, d(3), 3) != changes.inputs_fingerprint(
-        source, d(3), 3
-    )
+    empty = {**source, d(2): DayRecord(content=changes.EMPTY)}
+    fingerprint = changes.inputs_fingerprint(missing, d(3), 3)
+    assert fingerprint == changes.inputs_fingerprint(empty, d(3), 3)
+    assert fingerprint != changes.inputs_fingerprint(source, d(3), 3)
 
 
 def test_contiguous_and_describe() -> None:

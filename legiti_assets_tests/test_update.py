@@ -63,6 +63,17 @@ def _from_scratch(data_dir: Path, tmp: Path, instance: dg.DagsterInstance) -> di
     return _stores(fresh)
 
 
+def _day_dirs(data_dir: Path) -> dict[tuple[str, dt.date], int]:
+    """The inode of each stored day directory: a swapped-in day gets another."""
+    tables = [f"raw/{n}" for n in ("order_events", "chargeback_events")]
+    tables += [f"feature_store/historical/user/{n}" for n in SPECS]
+    return {
+        (table, day): storage.day_dir(data_dir / table, day).stat().st_ino
+        for table in tables
+        for day in storage.stored_days(data_dir / table)
+    }
+
+
 def _online_matches(data_dir: Path, spark, resources: dict[str, object] | None = None) -> None:
     online = (resources or resources_for(data_dir))["online_store"]
     assert isinstance(online, OnlineStoreResource)
@@ -98,6 +109,7 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     (landing / "later-2020-07-18.csv").write_text(
         HEADER + "b,2020-04-20 10:00:00,y,\nh,2020-07-15 02:00:00,x,2020-07-16 08:00:00\n"
     )
+    before = _day_dirs(sample_dir)
     report = update(instance, resources)
     assert report.lines()[1:] == [
         # b's old and new day, d's day, h's order day (its record holds the chargeback)
@@ -120,6 +132,16 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
         instance.get_run_by_id(r).tags[UPDATE_TAG] == report.update_id  # type: ignore[union-attr]
         for r in report.run_ids
     )
+    # every other day directory is the very one written before
+    after = _day_dirs(sample_dir)
+    rewritten = {
+        **{f"raw/{n}": days for n, days in report.ingested.items()},
+        **{f"feature_store/historical/user/{n}": days for n, days in report.recomputed.items()},
+    }
+    for (table, day), inode in before.items():
+        if day not in rewritten[table]:
+            assert after.get((table, day)) == inode, (table, day)
+    assert len(before) > 30
     updated = _stores(sample_dir)
     # z has no order left: no state, online or historical
     assert "z" not in updated["user_orders_online"]  # type: ignore[operator]
@@ -198,10 +220,10 @@ USERS = ("u0", "u1", "u2")
 def records(
     draw, ids: st.SearchStrategy[str], days: st.SearchStrategy[int] | None = None
 ) -> tuple[str, str, str, str]:
-    """One landing record: an order at 00:00:01, 12:00 or 23:59:59 of one of 12 days, maybe
-    charged back 0-6 days later."""
+    """One landing record: an order at 00:00:01, 12:00 or 23:59:59 of one of 14 days (two
+    before the first built), maybe charged back 0-6 days later."""
     placed = BASE + dt.timedelta(
-        days=draw(st.integers(0, 11) if days is None else days),
+        days=draw(st.integers(-2, 11) if days is None else days),
         seconds=draw(st.sampled_from([1, 43_200, 86_399])),
     )
     charged = draw(st.none() | st.tuples(st.integers(0, 6), st.sampled_from([0, 3_600])))
@@ -221,8 +243,9 @@ step = st.tuples(
     # that only adds a day after every other
     st.sampled_from(["drop", "withdraw", "new_day"]),
     st.lists(st.integers(0, 9), min_size=1, max_size=4),
-    # then: an update, a partial re-run of the raw events or of the feature sets, or nothing
-    st.sampled_from(["update", "raw", "features", "nothing"]),
+    # then: an update, a partial re-run of the raw events, of the feature sets (with or without
+    # their online assets), or nothing
+    st.sampled_from(["update", "raw", "features", "features_only", "nothing"]),
     st.integers(-3, 14),
     st.integers(0, 6),
 )
@@ -273,6 +296,8 @@ def test_any_sequence_of_changes_converges(spark, tmp_path_factory, initial, ste
             run.materialize_selection(run.RAW_RUN, instance, resources, tags)
         elif then == "features":
             run.materialize_selection(run.FEATURE_RUN, instance, resources, tags)
+        elif then == "features_only":
+            run.materialize_selection(list(SPECS), instance, resources, tags)
     update(instance, resources)
     assert _stores(data_dir) == _from_scratch(data_dir, tmp, instance)
     _online_matches(data_dir, spark)
@@ -315,3 +340,46 @@ def test_large_stores_are_compared_on_a_fixed_sample(sample_dir, spark, monkeypa
     # x's stored rows were sampled in Spark too: its online state is compared with them
     assert reported["x"].startswith("x: online 2020-07-17 00:00:00+00:00 {")
     assert "latest stored row 2020-07-17" in reported["x"]
+
+
+def test_update_completes_what_partial_runs_left(sample_dir, spark, tmp_path) -> None:
+    """A new day ingested and computed by hand, without the online assets or the dataset: the
+    update mirrors those days and rebuilds the dataset, and mirrors everything into a new
+    store."""
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(sample_dir)
+    (sample_dir / "order_events" / "later-2020-07-17.csv").write_text(
+        HEADER + "j,2020-07-17 09:00:00,y,\n"
+    )
+    for selection, day in ((run.RAW_RUN, "2020-07-17"), (list(SPECS), "2020-07-18")):
+        tags = {
+            "dagster/asset_partition_range_start": day,
+            "dagster/asset_partition_range_end": day,
+        }
+        run.materialize_selection(selection, instance, resources, tags)
+    report = update(instance, resources)
+    assert report.lines()[1:-1] == [
+        "order_events: ingested none",
+        "chargeback_events: ingested none",
+        "user_orders: recomputed none",
+        "user_orders_online: mirrored again 1 day: 2020-07-18",
+        # y's new order: x's state does not change that day
+        "user_orders_online: 1 states written, 0 keys reconciled (0 back to an earlier state, "
+        "0 removed)",
+        "user_chargebacks: recomputed none",
+        "user_chargebacks_online: mirrored again 1 day: 2020-07-18",
+        "user_chargebacks_online: 1 states written, 0 keys reconciled (0 back to an earlier "
+        "state, 0 removed)",
+        "awesome_dataset: rebuilt, 10 rows",
+    ]
+    _online_matches(sample_dir, spark)
+    # another, empty store: every day is mirrored into it
+    other = resources_for(sample_dir)
+    other["online_store"] = OnlineStoreResource(
+        data=DataDir(path=str(sample_dir)), url=f"sqlite:///{tmp_path / 'other.db'}"
+    )
+    report = update(instance, other)
+    assert report.mirrored["user_orders"][0] == START
+    assert len(report.mirrored["user_orders"]) == (dt.date(2020, 7, 18) - START).days + 1
+    assert report.training_sets == {}
+    assert update(instance, other).changed is False

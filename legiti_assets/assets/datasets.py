@@ -11,7 +11,7 @@ from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
-from legiti_assets.io_managers import TABLE
+from legiti_assets.io_managers import INPUT_TABLES, TABLE
 from legiti_assets.pit_join import asof_column, covered_until, point_in_time_join
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -44,6 +44,14 @@ def training_set_schema(training_set: TrainingSet, specs: list[FeatureSetSpec]) 
     return dg.TableSchema(columns=[*spine, *features])
 
 
+def training_set_inputs(training_set: TrainingSet, specs: list[FeatureSetSpec]) -> list[str]:
+    """The tables a training set is computed from: its spine's and its feature sets'."""
+    return [
+        layout.raw_table(training_set.spine),
+        *(layout.feature_set_table(s.entity, s.name) for s in specs),
+    ]
+
+
 def training_set_asset(
     training_set: TrainingSet, specs: list[FeatureSetSpec]
 ) -> dg.AssetsDefinition:
@@ -63,6 +71,7 @@ def training_set_asset(
         io_manager_key="parquet_io_manager",
         metadata={
             TABLE: layout.dataset_table(name),
+            INPUT_TABLES: ",".join(training_set_inputs(training_set, specs)),
             "spine": spine_name,
             "feature_sets": ", ".join(s.name for s in specs),
             "dagster/column_schema": schema,

@@ -12,8 +12,8 @@ from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import SPECS
 from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
 from legiti_assets.io_managers import (
-    LOOKBACK_DAYS,
     PARTITION_EXPR,
+    SOURCE_LOOKBACK,
     SOURCE_TABLE,
     TABLE,
     VERSION,
@@ -124,7 +124,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             "query": spec.query or "none",
             "windows": ", ".join(f"{d} days" for d in spec.windows),
             "functions": ", ".join(sorted({a.function for a in spec.aggregates})),
-            LOOKBACK_DAYS: spec.lookback_days,
+            SOURCE_LOOKBACK: spec.lookback_days,
             "source_timestamp": spec.event_timestamp,
             "dagster/column_schema": state_schema(spec),
         },

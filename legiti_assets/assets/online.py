@@ -129,8 +129,22 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         days = days_of(context.partition_time_window)
         table = ONLINE_TABLES[spec.name]
-        with online_store.open() as store:
+        history = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+        # one run at a time mirrors a feature set, and none rewrites its days meanwhile: what
+        # is recorded as mirrored is what was read
+        with (
+            storage.writer_lock(data_dir.root, context.asset_key.path[-1]),
+            storage.writer_lock(data_dir.root, spec.name, shared=True),
+            online_store.open() as store,
+        ):
+            wanted = set(days)
+            tokens = {
+                str(day): record.token
+                for day, record in storage.recorded(history).items()
+                if day in wanted
+            }
             done = mirror_days(spark.get_session(), store, data_dir, spec, states, days)
+            store.record_mirrored(table, tokens)
             latest = store.latest_timestamp(table)
             keys = store.count(table)
         return dg.MaterializeResult(
@@ -190,8 +204,11 @@ def mismatches(
     latest stored row; every key when there are at most `SAMPLE_KEYS`."""
     table = ONLINE_TABLES[spec.name]
     online_keys = store.keys(table)
-    every = max(1, math.ceil(len(online_keys) / SAMPLE_KEYS))
     states = stored_states(spark, data_dir, spec)
+    keys = len(online_keys)
+    if keys <= SAMPLE_KEYS:  # a small online store may still miss the keys of a big history
+        keys = max(keys, states.select(spec.key).distinct().count())
+    every = max(1, math.ceil(keys / SAMPLE_KEYS))
     if every > 1:
         states = states.where(F.crc32(F.col(spec.key).cast("binary")) % every == 0)
     history = {row[0]: (row[1], row[2]) for row in _rows(latest_per_key(states, spec), table)}
