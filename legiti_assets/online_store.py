@@ -30,6 +30,7 @@ UTC datetimes. Precision is one second, which is plenty for daily states.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -501,19 +502,25 @@ class SQLiteOnlineStore(OnlineStore):
             params = [(key, ts, *values, until) for key, ts, values in _prepare(table, batch)]
             with self._lock:
                 upsert = self._prepared(table).upsert
-                # IMMEDIATE takes the write lock up front, so concurrent writers wait on the busy
-                # timeout instead of failing on a read-to-write lock upgrade.
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     # executemany sums the changes; a stale row skipped by the WHERE counts 0.
                     applied += self._conn.executemany(upsert, params).rowcount
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    # Some errors (e.g. disk full) already rolled the transaction back.
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
         return applied
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction. Call with the lock held."""
+        # IMMEDIATE takes the write lock up front, so concurrent writers wait on the busy
+        # timeout instead of failing on a read-to-write lock upgrade.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # Some errors (e.g. disk full) already rolled the transaction back.
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     def get_features(
         self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
@@ -551,14 +558,8 @@ class SQLiteOnlineStore(OnlineStore):
         params = [(key, *bounds) for key in keys]
         with self._lock:
             statement = self._prepared(table).delete
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 removed = self._conn.executemany(statement, params).rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
         return max(removed, 0)
 
     def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
@@ -594,17 +595,11 @@ class SQLiteOnlineStore(OnlineStore):
     def record_mirrored(self, table: FeatureSetTable, tokens: Mapping[str, str]) -> None:
         with self._lock:
             name = self._mirrored_table()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._conn.executemany(
                     f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?)",
                     [(table.name, day, token) for day, token in tokens.items()],
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
 
     def ping(self) -> None:
         with self._lock:

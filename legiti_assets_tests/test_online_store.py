@@ -899,3 +899,13 @@ def test_redis_store_written_before_the_index_gets_one() -> None:
     finally:
         _flush_prefix(REDIS_URL, prefix)
         client.close()
+
+
+def test_mirrored_days_are_recorded_per_feature_set(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert store.mirrored(ORDERS) == {}
+    store.record_mirrored(ORDERS, {"2020-06-01": "v1/a", "2020-06-02": "v1/b"})
+    store.record_mirrored(ORDERS, {"2020-06-02": "v1/c"})
+    store.record_mirrored(CHARGEBACKS, {})
+    assert make_store().mirrored(ORDERS) == {"2020-06-01": "v1/a", "2020-06-02": "v1/c"}
+    assert store.mirrored(CHARGEBACKS) == {}
