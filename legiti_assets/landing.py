@@ -316,10 +316,8 @@ def read_landing_dir(spark: SparkSession, directory: Path, first_day: dt.date) -
     line), then one record per order: the one of the last file that states it. Call `release`
     when done with it."""
     files = landing_files(directory)
-    identity = (
-        first_day,
-        *((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files),
-    )
+    stats = [(str(p), p.stat()) for p in files]
+    identity = (first_day, *((p, s.st_size, s.st_mtime_ns) for p, s in stats))
     if identity in _kept:
         return _kept[identity]
     batch = _read_landing_files(spark, directory, files, first_day)

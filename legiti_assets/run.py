@@ -44,7 +44,8 @@ LOOKBACK_DAYS = max(spec.lookback_days for spec in SPECS.values())
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """The tags of a run over the partitions first..last (one run for the whole range)."""
     return {
         "dagster/asset_partition_range_start": str(first),
         "dagster/asset_partition_range_end": str(last),
@@ -87,8 +88,8 @@ def plan(
     if first_event is not None:
         raw_start = max(min(raw_start, first_event), first)
     return [
-        (RAW_RUN, _range_tags(raw_start, end)),
-        (FEATURE_RUN, _range_tags(start, end)),
+        (RAW_RUN, range_tags(raw_start, end)),
+        (FEATURE_RUN, range_tags(start, end)),
         (DATASET_RUN, {}),
     ]
 

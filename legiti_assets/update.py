@@ -5,9 +5,10 @@ what a change affects (how changes are noticed: `legiti_assets.changes`).
    stored rows differ (added, changed, moved or withdrawn orders: order days and chargeback
    days), and the days never ingested up to the newest event.
 2. Recompute the feature-set days whose declaration or source days differ from those they were
-   computed from (a changed day d: d + 1 .. d + lookback), and extend every feature set to the
-   day after the newest event. Each run mirrors its days into the online store.
-3. Rebuild the training sets when anything changed (or they are missing).
+   computed from (a changed day d: d + 1 .. d + lookback), and cover every day from the first
+   event's to the day after the newest event. Each run mirrors its days into the online store.
+3. Mirror again the online days the store does not record as mirroring their feature-set day.
+4. Rebuild the training sets whose input tables changed since they were built.
 
 Dagster runs a partitioned asset over one contiguous range of days per run
 (dagster-io/dagster#32335), so an update is one run per range; its runs share the tag
@@ -33,7 +34,7 @@ from legiti_assets.io_managers import INPUTS_FILE
 from legiti_assets.landing import LandingFileError, keep_landing, read_landing_dir, release
 from legiti_assets.partitions import FIRST_DAY
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
-from legiti_assets.run import LOOKBACK_DAYS, materialize_selection, run_metadata
+from legiti_assets.run import LOOKBACK_DAYS, materialize_selection, range_tags, run_metadata
 
 UPDATE_TAG = "legiti/update"
 
@@ -98,14 +99,6 @@ class UpdateReport:
         }
 
 
-def _range_tags(first: dt.date, last: dt.date, update_id: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": str(first),
-        "dagster/asset_partition_range_end": str(last),
-        UPDATE_TAG: update_id,
-    }
-
-
 def _by_range(
     days_per_asset: Mapping[str, list[dt.date]],
 ) -> dict[tuple[dt.date, dt.date], list[str]]:
@@ -117,11 +110,20 @@ def _by_range(
     return dict(sorted(runs.items()))
 
 
+# The online assets' counters an update adds up over its runs.
+ONLINE_COUNTERS = (
+    "states_offered",
+    "states_applied",
+    "keys_restored",
+    "keys_removed",
+    "keys_reconciled",
+)
+
+
 def _add_online(report: UpdateReport, name: str, metadata: Mapping[str, object]) -> None:
     merged = report.online.setdefault(name, {})
-    for key, value in metadata.items():
-        if isinstance(value, int):
-            merged[key] = int(merged.get(key, 0)) + value
+    for key in ONLINE_COUNTERS:
+        merged[key] = int(merged.get(key, 0)) + int(metadata[key])  # type: ignore[call-overload]
 
 
 def _built_from(data_dir: DataDir, training_set: str) -> str | None:
@@ -159,7 +161,10 @@ def update(
 
     def run(selection: list[str], first: dt.date, last: dt.date) -> dict[str, Mapping]:
         result = materialize_selection(
-            selection, instance, resources, _range_tags(first, last, report.update_id)
+            selection,
+            instance,
+            resources,
+            {**range_tags(first, last), UPDATE_TAG: report.update_id},
         )
         report.run_ids.append(result.run_id)
         return run_metadata(result)

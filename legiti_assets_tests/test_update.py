@@ -164,11 +164,7 @@ def test_a_key_goes_back_to_its_earlier_state(backend, sample_dir, spark) -> Non
     if backend == "redis":
         # the copied store's online tables are SQLite: fill this Redis from the history
         online = [n for n in run.FEATURE_RUN if n.endswith("_online")]
-        tags = {
-            "dagster/asset_partition_range_start": str(START),
-            "dagster/asset_partition_range_end": str(END),
-        }
-        run.materialize_selection(online, instance, resources, tags)
+        run.materialize_selection(online, instance, resources, run.range_tags(START, END))
     landing = sample_dir / "order_events" / "input.csv"
     sample = SAMPLE.read_text().splitlines(keepends=True)
     landing.write_text("".join(line for line in sample if line[:2] not in ("h,", "i,")))
@@ -286,10 +282,7 @@ def test_any_sequence_of_changes_converges(spark, tmp_path_factory, initial, ste
         for name, rows in files.items():
             (landing / name).write_text(_file(rows))
         first = BASE.date() + dt.timedelta(days=offset)
-        tags = {
-            "dagster/asset_partition_range_start": str(first),
-            "dagster/asset_partition_range_end": str(first + dt.timedelta(days=length)),
-        }
+        tags = run.range_tags(first, first + dt.timedelta(days=length))
         if then == "update":
             update(instance, resources)
         elif then == "raw":
@@ -351,12 +344,11 @@ def test_update_completes_what_partial_runs_left(sample_dir, spark, tmp_path) ->
     (sample_dir / "order_events" / "later-2020-07-17.csv").write_text(
         HEADER + "j,2020-07-17 09:00:00,y,\n"
     )
-    for selection, day in ((run.RAW_RUN, "2020-07-17"), (list(SPECS), "2020-07-18")):
-        tags = {
-            "dagster/asset_partition_range_start": day,
-            "dagster/asset_partition_range_end": day,
-        }
-        run.materialize_selection(selection, instance, resources, tags)
+    for selection, day in (
+        (run.RAW_RUN, dt.date(2020, 7, 17)),
+        (list(SPECS), dt.date(2020, 7, 18)),
+    ):
+        run.materialize_selection(selection, instance, resources, run.range_tags(day, day))
     report = update(instance, resources)
     assert report.lines()[1:-1] == [
         "order_events: ingested none",
