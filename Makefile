@@ -37,7 +37,7 @@ update: install $(DAGSTER_HOME)/dagster.yaml ## bring every output up to date wi
 	$(RUN) python -m legiti_assets.update
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTER_PORT (default 127.0.0.1:3000)
-	$(RUN) dagster dev -h $(HOST) -p $(DAGSTER_PORT) -w workspace.yaml
+	$(RUN) python -m legiti_assets.dev --host $(HOST) --port $(DAGSTER_PORT)
 
 serve: install ## serve the online store over HTTP on HOST:PORT (GET /features/user/{cpf})
 	$(RUN) python -m legiti_assets.server --host $(HOST) --port $(PORT)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    spark = SparkResource(shuffle_partitions=args.shuffle_partitions).get_session()
+    spark = SparkResource(shuffle_partitions=args.shuffle_partitions).spark_session
     seconds = {"spark_start": time.perf_counter() - began}
     events = read_events(spark, args.data_dir / "order_events" / "input.csv").cache()
     events.count()

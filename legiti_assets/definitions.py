@@ -6,7 +6,9 @@ from legiti_assets.assets.datasets import TRAINING_SET_ASSETS
 from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
 from legiti_assets.assets.online import ONLINE_ASSETS, ONLINE_CHECKS
 from legiti_assets.assets.raw import order_and_chargeback_events
+from legiti_assets.automation import daily_schedule, landing_sensor
 from legiti_assets.io_managers import ParquetIOManager
+from legiti_assets.jobs import JOBS
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 
@@ -25,11 +27,21 @@ def build_resources(
 
 ASSETS = [order_and_chargeback_events, *FEATURE_SET_ASSETS, *TRAINING_SET_ASSETS, *ONLINE_ASSETS]
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=ONLINE_CHECKS,
-    resources=build_resources(DataDir(), SparkResource()),
-    # One process and one Spark session per run: each step in its own process would pay a JVM
-    # start and could not share cached DataFrames.
-    executor=dg.in_process_executor,
-)
+
+def definitions(resources: dict[str, object]) -> dg.Definitions:
+    """Everything, bound to `resources`: the defaults below, or temp dirs (tests, benchmarks);
+    `make awesome-dataset` and `make update` run these jobs."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ONLINE_CHECKS,
+        jobs=JOBS,
+        schedules=[daily_schedule],
+        sensors=[landing_sensor],
+        resources=resources,
+        # One process and one Spark session per run: each step in its own process would pay a
+        # JVM start and could not share cached DataFrames.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = definitions(build_resources(DataDir(), SparkResource()))

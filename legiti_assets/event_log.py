@@ -7,6 +7,12 @@ range. This subclass keeps one engine per database file (the index and the few l
 syncs in WAL mode's NORMAL level, durable across process crashes (a power loss may drop the
 latest events, never corrupt the file). Files and schema are the stock ones: `dagster dev`, the
 daemon and `dagster asset materialize` can share a DAGSTER_HOME with or without it.
+
+It subclasses Dagster's internals (`dagster._core`): nothing public offers this. This module is
+the only place that touches them, and it refuses to load on a Dagster version it was not
+verified with. The supported path needs none of it: remove `event_log_storage` from dagster.yaml
+for the stock SQLite storage, or use PostgreSQL (`storage: postgres:`, dagster-postgres), which
+keeps its connections pooled itself (README, "Dagster storage").
 """
 
 import os
@@ -18,6 +24,18 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as db
+
+# The versions whose SqliteEventLogStorage internals this subclass was read against and tested on.
+VERIFIED_DAGSTER_VERSIONS = ("1.13.27",)
+if dg.__version__ not in VERIFIED_DAGSTER_VERSIONS:
+    raise ImportError(
+        f"legiti_assets.event_log (the pooled SQLite event log in dagster.yaml) was verified with "
+        f"Dagster {', '.join(VERIFIED_DAGSTER_VERSIONS)}, not {dg.__version__}: it subclasses "
+        "Dagster internals. Remove the event_log_storage block from $DAGSTER_HOME/dagster.yaml "
+        "(stock SQLite storage) or use PostgreSQL storage, then check the new version's "
+        "SqliteEventLogStorage before adding it to VERIFIED_DAGSTER_VERSIONS."
+    )
+
 from dagster._core.events import AssetCheckEvaluationPlanned
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus

@@ -180,7 +180,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         }
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
-        spark = self.spark.get_session()
+        spark = self.spark.spark_session
         metadata = context.upstream_output.definition_metadata
         table = self.table_dir(metadata)
         schema = metadata["dagster/column_schema"]

@@ -1,7 +1,10 @@
 """The daily partitions every time-partitioned asset shares, how feature sets look back, and
 day-range helpers."""
 
+import contextlib
 import datetime as dt
+import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -10,14 +13,38 @@ FIRST_DAY = "2010-01-01"
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 
 
+@contextlib.contextmanager
+def beta_parameters() -> Iterator[None]:
+    """Defining assets with the two beta parameters the design rests on: single-run backfills
+    (`backfill_policy`) and lookbacks reaching before the first day
+    (`allow_nonexistent_upstream_partitions`); and sensors, whose decorator passes one itself.
+    Dagster warns at every definition, in every process and terminal; the tests pin their
+    behaviour instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        yield
+
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
 def lookback(days: int) -> dg.TimeWindowPartitionMapping:
     """Partition D depends on the events of days D - days .. D - 1."""
-    return dg.TimeWindowPartitionMapping(
-        start_offset=-days, end_offset=-1, allow_nonexistent_upstream_partitions=True
-    )
+    with beta_parameters():
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-days, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        )
 
 
 def days_of(window: dg.TimeWindow) -> list[dt.date]:
     """The days of a partition time window (a range run's window spans several)."""
     first, end = window.start.date(), window.end.date()
     return [first + dt.timedelta(days=i) for i in range((end - first).days)]
+
+
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """The tags of a run over the partitions first..last (one run for the whole range)."""
+    return {
+        "dagster/asset_partition_range_start": str(first),
+        "dagster/asset_partition_range_end": str(last),
+    }

@@ -3,10 +3,14 @@
 import os
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
-from pydantic import Field
+from dagster_pyspark import LazyPySparkResource
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field, PrivateAttr
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from legiti_assets import layout
@@ -42,13 +46,22 @@ class DataDir(dg.ConfigurableResource):
         return self.resolve(layout.LANDING_DIR)
 
 
-class SparkResource(dg.ConfigurableResource):
-    """A Spark session, started once per run process and shared by its steps.
+# Spark's driver log while it starts: errors only (its default prints notes and warnings).
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+class SparkResource(LazyPySparkResource):
+    """dagster-pyspark's lazy Spark session, started once per run process when a step first
+    asks for it and shared by the run's steps.
 
     `master=None` means `$LEGITI_SPARK_MASTER`, else `local[*]`: `spark://host:7077`,
-    `k8s://...` or `yarn` run the same assets on a cluster.
+    `k8s://...` or `yarn` run the same assets on a cluster. `spark_config` adds or overrides
+    Spark settings (e.g. executor memory), except the UTC time zone every day relies on.
     """
 
+    spark_config: dict[str, Any] = Field(
+        default_factory=dict, description="Extra Spark settings, e.g. spark.executor.memory."
+    )
     master: str | None = Field(default=None, description="Spark master; $LEGITI_SPARK_MASTER.")
     app_name: str = "legiti-assets"
     shuffle_partitions: int = Field(
@@ -56,50 +69,63 @@ class SparkResource(dg.ConfigurableResource):
     )
     driver_memory: str = "2g"
     start_attempts: int = 3
-    conf: dict[str, str] = Field(
-        default_factory=dict, description="Extra Spark settings, e.g. executor memory."
-    )
+    _session: SparkSession | None = PrivateAttr(default=None)
 
     def resolved_master(self) -> str:
         return self.master or os.environ.get("LEGITI_SPARK_MASTER") or "local[*]"
 
-    def get_session(self) -> SparkSession:
+    def session_config(self) -> dict[str, str]:
+        """Every setting the session starts with: ours, then `spark_config`, then UTC."""
         master = self.resolved_master()
-        builder = (
-            SparkSession.builder.master(master)
-            .appName(self.app_name)
-            .config("spark.sql.shuffle.partitions", str(self.shuffle_partitions))
-            .config("spark.driver.memory", self.driver_memory)
-            .config("spark.ui.showConsoleProgress", "false")
+        config = {
+            "spark.master": master,
+            "spark.app.name": self.app_name,
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.driver.memory": self.driver_memory,
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
+            "spark.ui.showConsoleProgress": "false",
             # Parquet timestamps stay instants whatever the reader's time zone
-            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-            .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
             # inputs are lists of day directories on a POSIX file system: the driver lists
             # 1,000 of them in milliseconds, while the default (a Spark job when there are more
             # than 32) took 3-5 s per input with a task per directory
-            .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
-        )
+            "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+        }
         if master.startswith("local"):
             # nothing but this process needs the driver or its UI: keep them on loopback
-            builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config(
-                "spark.driver.host", "127.0.0.1"
-            )
-        for key, value in self.conf.items():
-            builder = builder.config(key, value)
+            config["spark.driver.bindAddress"] = "127.0.0.1"
+            config["spark.driver.host"] = "127.0.0.1"
+        config.update({key: str(value) for key, value in self.spark_config.items()})
         # days are UTC days everywhere (partitions, windows, Parquet timestamps): not a setting
-        builder = builder.config("spark.sql.session.timeZone", "UTC")
-        # starting the JVM or reaching a cluster can fail transiently (a port taken, a master
-        # still starting): retry that, not the work itself
-        for attempt in range(self.start_attempts):
-            try:
-                session = builder.getOrCreate()
-                break
-            except Exception:
-                if attempt + 1 == self.start_attempts:
-                    raise
-                time.sleep(2**attempt)
-        session.sparkContext.setLogLevel("ERROR")
-        return session
+        config["spark.sql.session.timeZone"] = "UTC"
+        return config
+
+    @property
+    def spark_session(self) -> SparkSession:
+        """The session, started on first use; starting the JVM or reaching a cluster can fail
+        transiently (a port taken, a master still starting): that is retried, not the work."""
+        if self._session is None:
+            config = self.session_config()
+            if config["spark.master"].startswith("local"):
+                # the driver binds to loopback: say so before the JVM starts, so it does not
+                # warn that the host name resolves to a loopback address
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            for attempt in range(self.start_attempts):
+                try:
+                    self._session = spark_session_from_config(config)
+                    break
+                except Exception:
+                    if attempt + 1 == self.start_attempts:
+                        raise
+                    time.sleep(2**attempt)
+            assert self._session is not None
+            self._session.sparkContext.setLogLevel("ERROR")
+        return self._session
+
+    @property
+    def spark_context(self) -> SparkContext:
+        return self.spark_session.sparkContext
 
 
 class OnlineStoreResource(dg.ConfigurableResource):

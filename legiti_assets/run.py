@@ -1,8 +1,9 @@
 """`make awesome-dataset`: materialize the whole graph for a range of days in one process.
 
-Three runs (raw events with the feature sets' lookback, the feature sets, the dataset) share one
-Spark session and are recorded in `$DAGSTER_HOME`, so they show up in the UI's run history.
-`dagster asset materialize --partition-range` does the same one run at a time.
+Two runs of the definitions' jobs (`ingest_events` over the range and the feature sets'
+lookback, then `feature_store` over the range: feature sets, online store, training sets) share
+one Spark session and are recorded in `$DAGSTER_HOME`, so they show up in the UI's run history.
+`dagster job launch` or a backfill from the UI does the same.
 """
 
 import argparse
@@ -22,9 +23,10 @@ from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
 from legiti_assets.assets.online import ONLINE_ASSETS
 from legiti_assets.assets.raw import order_and_chargeback_events
 from legiti_assets.catalog import SPECS
-from legiti_assets.definitions import defs
+from legiti_assets.definitions import definitions, defs
+from legiti_assets.jobs import FEATURE_STORE, INGEST_EVENTS
 from legiti_assets.landing import landing_files
-from legiti_assets.partitions import FIRST_DAY
+from legiti_assets.partitions import FIRST_DAY, range_tags
 from legiti_assets.resources import DataDir, OnlineStoreResource
 
 
@@ -32,24 +34,15 @@ def _names(assets: list[dg.AssetsDefinition]) -> list[str]:
     return [key.to_user_string() for a in assets for key in a.keys]
 
 
-# The assets of each of the main job's runs.
+# The assets of each of the main job's runs: the jobs' selections.
 RAW_RUN = _names([order_and_chargeback_events])
-FEATURE_RUN = _names([*FEATURE_SET_ASSETS, *ONLINE_ASSETS])
-DATASET_RUN = _names(TRAINING_SET_ASSETS)
+FEATURE_RUN = _names([*FEATURE_SET_ASSETS, *ONLINE_ASSETS, *TRAINING_SET_ASSETS])
 # Events are ingested this many days before the first feature-set day.
 LOOKBACK_DAYS = max(spec.lookback_days for spec in SPECS.values())
 
 # Every event is in the run's history in the UI; the terminal gets problems only (printing the
 # per-day events of a range run at DEBUG level costs several ms each).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
-    """The tags of a run over the partitions first..last (one run for the whole range)."""
-    return {
-        "dagster/asset_partition_range_start": str(first),
-        "dagster/asset_partition_range_end": str(last),
-    }
 
 
 def first_order_day(landing: Path) -> dt.date | None:
@@ -90,8 +83,11 @@ def plan(
     return [
         (RAW_RUN, range_tags(raw_start, end)),
         (FEATURE_RUN, range_tags(start, end)),
-        (DATASET_RUN, {}),
     ]
+
+
+class RunFailed(Exception):
+    """A run of the main job or of an update failed; the message names its assets."""
 
 
 def materialize_selection(
@@ -101,18 +97,20 @@ def materialize_selection(
     tags: dict[str, str] | None = None,
     partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One run of `selection` with its checks; raise SystemExit naming the assets if it fails."""
-    result = dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        selection=selection,
-        resources=resources,
+    """One run of `selection` with its checks, as a run of the job that holds it (the raw
+    tables: `ingest_events`, the rest: `feature_store`); raise RunFailed if it fails."""
+    name = INGEST_EVENTS if set(selection) <= set(RAW_RUN) else FEATURE_STORE
+    job = definitions(resources).resolve_job_def(name)
+    result = job.execute_in_process(
         instance=instance,
         tags=tags,
         partition_key=partition_key,
+        asset_selection=[dg.AssetKey(name) for name in selection],
         run_config=QUIET,
+        raise_on_error=False,
     )
     if not result.success:
-        raise SystemExit(f"materializing {', '.join(selection)} failed")
+        raise RunFailed(f"the {job.name} run {result.run_id} of {', '.join(selection)} failed")
     return result
 
 
@@ -134,7 +132,7 @@ def materialize(
     instance: dg.DagsterInstance,
     resources: dict[str, object] | None = None,
 ) -> None:
-    """Run `plan(start, end)`; raise SystemExit naming the assets of a failed run."""
+    """Run `plan(start, end)`; raise RunFailed naming the assets of a failed run."""
     resources = resources or dict(defs.resources or {})
     data_dir = resources["data_dir"]
     assert isinstance(data_dir, DataDir)
@@ -157,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True)
     args = parser.parse_args(argv)
     with dg.DagsterInstance.get() as instance:
-        materialize(args.start, args.end, instance)
+        try:
+            materialize(args.start, args.end, instance)
+        except RunFailed as error:
+            raise SystemExit(f"{error}: its events are in the UI (make dev)") from None
     # unregister from a cluster's master now rather than when the process exits
     session = SparkSession.getActiveSession()
     if session is not None:

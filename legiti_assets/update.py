@@ -31,10 +31,17 @@ from legiti_assets.assets.raw import DATED_BY, raw_events
 from legiti_assets.catalog import ONLINE_TABLES, SPECS, TRAINING
 from legiti_assets.definitions import defs
 from legiti_assets.io_managers import INPUTS_FILE
-from legiti_assets.landing import LandingFileError, keep_landing, read_landing_dir, release
+from legiti_assets.jobs import UPDATE
+from legiti_assets.landing import keep_landing, read_landing_dir, release
 from legiti_assets.partitions import FIRST_DAY
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
-from legiti_assets.run import LOOKBACK_DAYS, materialize_selection, range_tags, run_metadata
+from legiti_assets.run import (
+    LOOKBACK_DAYS,
+    QUIET,
+    materialize_selection,
+    range_tags,
+    run_metadata,
+)
 
 UPDATE_TAG = "legiti/update"
 
@@ -149,7 +156,8 @@ def _landing_fingerprints(
 def update(
     instance: dg.DagsterInstance, resources: dict[str, object] | None = None
 ) -> UpdateReport:
-    """Run the update; raise SystemExit naming the assets of a failed run."""
+    """Run the update; raise RunFailed naming the assets of a failed run, LandingFileError
+    naming the file, line and field of an invalid landing."""
     resources = resources or dict(defs.resources or {})
     data_dir, spark_resource = resources["data_dir"], resources["spark"]
     online_store = resources["online_store"]
@@ -170,7 +178,7 @@ def update(
         return run_metadata(result)
 
     with keep_landing():
-        landing = _landing_fingerprints(spark_resource.get_session(), data_dir, report)
+        landing = _landing_fingerprints(spark_resource.spark_session, data_dir, report)
         event_days = [day for days in landing.values() for day in days]
         first_event = min(event_days, default=None)
         newest = max(event_days, default=None)
@@ -250,17 +258,26 @@ def update(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`make update`: one run of the definitions' `update` job, what the landing sensor
+    launches; the terminal gets its report (the runs' events are in the UI)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     with dg.DagsterInstance.get() as instance:
-        try:
-            report = update(instance)
-        except LandingFileError as error:
-            raise SystemExit(str(error)) from None
+        result = defs.resolve_job_def(UPDATE).execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False
+        )
     session = SparkSession.getActiveSession()
     if session is not None:
         session.stop()
-    print("\n".join(report.lines()))
+    if not result.success:
+        failures = [
+            failure.user_failure_data.description
+            if failure.user_failure_data and failure.user_failure_data.description
+            else str(failure.error.message if failure.error else "").strip()
+            for failure in (e.step_failure_data for e in result.all_events if e.is_step_failure)
+        ]
+        raise SystemExit("\n".join(failures) or f"the update run {result.run_id} failed")
+    print("\n".join(result.output_for_node("update_store")))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ time.tzset()
 @pytest.fixture(scope="session")
 def spark() -> SparkSession:
     """One Spark session for the whole suite: assets' getOrCreate() reuses it."""
-    return TEST_SPARK.get_session()
+    return TEST_SPARK.spark_session
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """The pooled event log records what Dagster's stock SQLite event log records."""
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -91,3 +93,12 @@ def test_pooled_event_log_records_what_the_stock_one_does(
     }
     assert expected["attempted_not_materialized"] == ["2020-01-08", "2020-01-09"]
     assert (pooled_home / "history/runs/index.db").exists()
+
+
+def test_refuses_a_dagster_version_it_was_not_verified_with() -> None:
+    script = "import dagster; dagster.__version__ = '1.99.0'\nimport legiti_assets.event_log\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ImportError: legiti_assets.event_log" in done.stderr
+    assert "verified with Dagster 1.13.27, not 1.99.0" in done.stderr
+    assert "Remove the event_log_storage block" in done.stderr

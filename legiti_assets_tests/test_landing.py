@@ -173,7 +173,7 @@ import datetime as dt, sys
 from legiti_assets.landing import LandingFileError, read_landing
 from legiti_assets.resources import SparkResource
 try:
-    read_landing(SparkResource(master="local[1]").get_session(), sys.argv[1], dt.date(2010, 1, 1))
+    read_landing(SparkResource(master="local[1]").spark_session, sys.argv[1], dt.date(2010, 1, 1))
 except LandingFileError as error:
     print(error)
 """

@@ -18,7 +18,14 @@ from legiti_assets.io_managers import (
     TABLE,
     VERSION,
 )
-from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of, lookback
+from legiti_assets.partitions import (
+    FIRST_DAY,
+    SINGLE_RUN,
+    beta_parameters,
+    daily_partitions,
+    days_of,
+    lookback,
+)
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
 
@@ -108,7 +115,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         group_name="feature_store",
         kinds={"spark", "parquet", "butterfree"},
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=SINGLE_RUN,
         # a changed declaration or query shows the asset stale in the UI
         code_version=spec.version,
         ins={"events": dg.AssetIn(spec.source, partition_mapping=lookback(spec.lookback_days))},
@@ -159,4 +166,5 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     return _feature_set
 
 
-FEATURE_SET_ASSETS = [feature_set_asset(spec) for spec in SPECS.values()]
+with beta_parameters():
+    FEATURE_SET_ASSETS = [feature_set_asset(spec) for spec in SPECS.values()]

@@ -21,7 +21,7 @@ from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import read_days
 from legiti_assets.online_store import FLOAT, FeatureSetTable, OnlineStore, Row
-from legiti_assets.partitions import daily_partitions, days_of
+from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
 
@@ -108,7 +108,7 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         group_name="online_store",
         kinds={"spark", "sqlite", "redis"},
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=SINGLE_RUN,
         ins={"states": dg.AssetIn(spec.name)},
         # the store may be briefly unreachable; writes are idempotent, so retrying is safe
         retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
@@ -143,7 +143,7 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 for day, record in storage.recorded(history).items()
                 if day in wanted
             }
-            done = mirror_days(spark.get_session(), store, data_dir, spec, states, days)
+            done = mirror_days(spark.spark_session, store, data_dir, spec, states, days)
             store.record_mirrored(table, tokens)
             latest = store.latest_timestamp(table)
             keys = store.count(table)
@@ -250,7 +250,7 @@ def consistency_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
         spark: SparkResource, online_store: OnlineStoreResource, data_dir: DataDir
     ) -> dg.AssetCheckResult:
         with online_store.open() as store:
-            compared, every, found = mismatches(spark.get_session(), store, data_dir, spec)
+            compared, every, found = mismatches(spark.spark_session, store, data_dir, spec)
         return dg.AssetCheckResult(
             passed=not found,
             metadata={
@@ -264,7 +264,8 @@ def consistency_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     return _matches
 
 
-ONLINE_ASSETS = [online_asset(spec) for spec in SPECS.values()]
+with beta_parameters():
+    ONLINE_ASSETS = [online_asset(spec) for spec in SPECS.values()]
 ONLINE_CHECKS = [
     check for spec in SPECS.values() for check in (freshness_check(spec), consistency_check(spec))
 ]

@@ -9,7 +9,13 @@ from pyspark.sql import functions as F
 from legiti_assets import checks, layout
 from legiti_assets.io_managers import FINGERPRINTED, PARTITION_EXPR, TABLE
 from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
-from legiti_assets.partitions import FIRST_DAY, daily_partitions, days_of
+from legiti_assets.partitions import (
+    FIRST_DAY,
+    SINGLE_RUN,
+    beta_parameters,
+    daily_partitions,
+    days_of,
+)
 from legiti_assets.resources import DataDir, SparkResource
 
 EVENT_SCHEMA = dg.TableSchema(
@@ -87,53 +93,62 @@ def raw_events(events: DataFrame) -> dict[str, DataFrame]:
     }
 
 
-@dg.multi_asset(
-    outs={
-        "order_events": _event_asset(
-            "order_events", DATED_BY["order_events"], "Orders from the landing file, by order day."
-        ),
-        "chargeback_events": _event_asset(
-            "chargeback_events",
-            DATED_BY["chargeback_events"],
-            "Orders that got a chargeback, by chargeback day.",
-        ),
-    },
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    can_subset=True,
-    check_specs=[
-        *checks.specs("order_events", EVENT_CHECKS),
-        *checks.specs("chargeback_events", CHARGEBACK_CHECKS),
-    ],
-)
-def order_and_chargeback_events(
-    context: dg.AssetExecutionContext, spark: SparkResource, data_dir: DataDir
-):
-    """Validate the landing's files and split their orders into daily order and chargeback
-    events."""
-    directory = data_dir.landing_dir
-    try:
-        batch = read_landing_dir(spark.get_session(), directory, dt.date.fromisoformat(FIRST_DAY))
-    except LandingFileError as error:
-        raise dg.Failure(
-            description=str(error),
-            metadata={"file": error.path, "problems": error.total or len(error.problems)},
-            allow_retries=False,
-        ) from None
-    days = days_of(context.partition_time_window)
-    try:
-        landing = {
-            "landing": dg.MetadataValue.path(str(directory)),
-            "landing_files": ", ".join(p.name for p in landing_files(directory)),
-            "landing_orders": batch.orders,
-            "ignored_columns": ", ".join(batch.ignored_columns) or "none",
-        }
-        for name, df in raw_events(batch.events).items():
-            if name not in context.selected_output_names:
-                continue
-            dated_by = DATED_BY[name]
-            in_days = df.where(_day_in(dated_by, days))
-            yield dg.Output(in_days, output_name=name, metadata=landing)
-            yield from checks.evaluate(context, in_days, name, _violations(in_days, dated_by, days))
-    finally:
-        release(batch)
+# one definition, quiet: see beta_parameters
+with beta_parameters():
+
+    @dg.multi_asset(
+        outs={
+            "order_events": _event_asset(
+                "order_events",
+                DATED_BY["order_events"],
+                "Orders from the landing file, by order day.",
+            ),
+            "chargeback_events": _event_asset(
+                "chargeback_events",
+                DATED_BY["chargeback_events"],
+                "Orders that got a chargeback, by chargeback day.",
+            ),
+        },
+        partitions_def=daily_partitions,
+        backfill_policy=SINGLE_RUN,
+        can_subset=True,
+        check_specs=[
+            *checks.specs("order_events", EVENT_CHECKS),
+            *checks.specs("chargeback_events", CHARGEBACK_CHECKS),
+        ],
+    )
+    def order_and_chargeback_events(
+        context: dg.AssetExecutionContext, spark: SparkResource, data_dir: DataDir
+    ):
+        """Validate the landing's files and split their orders into daily order and chargeback
+        events."""
+        directory = data_dir.landing_dir
+        try:
+            batch = read_landing_dir(
+                spark.spark_session, directory, dt.date.fromisoformat(FIRST_DAY)
+            )
+        except LandingFileError as error:
+            raise dg.Failure(
+                description=str(error),
+                metadata={"file": error.path, "problems": error.total or len(error.problems)},
+                allow_retries=False,
+            ) from None
+        days = days_of(context.partition_time_window)
+        try:
+            landing = {
+                "landing": dg.MetadataValue.path(str(directory)),
+                "landing_files": ", ".join(p.name for p in landing_files(directory)),
+                "landing_orders": batch.orders,
+                "ignored_columns": ", ".join(batch.ignored_columns) or "none",
+            }
+            for name, df in raw_events(batch.events).items():
+                if name not in context.selected_output_names:
+                    continue
+                dated_by = DATED_BY[name]
+                in_days = df.where(_day_in(dated_by, days))
+                yield dg.Output(in_days, output_name=name, metadata=landing)
+                yield from checks.evaluate(
+                    context, in_days, name, _violations(in_days, dated_by, days)
+                )
+        finally:
+            release(batch)

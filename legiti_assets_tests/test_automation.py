@@ -1,0 +1,187 @@
+"""The daily schedule and the landing sensor, evaluated with Dagster's own APIs at a given time
+and landing state, and the runs they request executed through the definitions' jobs."""
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from legiti_assets import run
+from legiti_assets.automation import SETTLE_SECONDS, daily_schedule, landing_sensor
+from legiti_assets.catalog import ONLINE_TABLES
+from legiti_assets.definitions import definitions, defs
+from legiti_assets.jobs import FEATURE_STORE, UPDATE
+from legiti_assets.resources import DataDir
+from legiti_assets_tests.helpers import SAMPLE, feature_rows, resources_for, t
+
+START, END = dt.date(2018, 5, 12), dt.date(2020, 7, 17)
+HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
+
+
+@pytest.fixture(scope="module")
+def built_sample(spark, tmp_path_factory) -> Path:
+    data_dir = tmp_path_factory.mktemp("built_sample")
+    (data_dir / "order_events").mkdir()
+    shutil.copy(SAMPLE, data_dir / "order_events" / "input.csv")
+    run.materialize(START, END, dg.DagsterInstance.ephemeral(), resources_for(data_dir))
+    return data_dir
+
+
+@pytest.fixture
+def sample_dir(built_sample, tmp_path) -> Path:
+    return Path(shutil.copytree(built_sample, tmp_path / "data"))
+
+
+def _tick(data_dir: Path, when: str) -> dg.RunRequest | dg.SkipReason:
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC),
+        resources={"data_dir": DataDir(path=str(data_dir))},
+        repository_def=defs.get_repository_def(),
+    )
+    result = daily_schedule.evaluate_tick(context)
+    if result.skip_message:
+        return dg.SkipReason(result.skip_message)
+    assert result.run_requests is not None and len(result.run_requests) == 1
+    return result.run_requests[0]
+
+
+def test_the_schedule_requests_the_new_day_and_any_missed_since(sample_dir) -> None:
+    assert daily_schedule.cron_schedule == "5 0 * * *"
+    assert daily_schedule.execution_timezone == "UTC"
+    assert daily_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert daily_schedule.job_name == FEATURE_STORE
+    # the store holds every day through END: nothing to do that day
+    skipped = _tick(sample_dir, "2020-07-17 00:05:00")
+    assert isinstance(skipped, dg.SkipReason)
+    assert "through 2020-07-17" in (skipped.skip_message or "")
+    # the next day: its partition alone
+    request = _tick(sample_dir, "2020-07-18 00:05:00")
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == "2020-07-18"
+    # days missed (the schedule was off): one run over all of them
+    request = _tick(sample_dir, "2020-08-20 00:05:01")
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key is None
+    assert {k: v for k, v in request.tags.items() if "range" in k} == run.range_tags(
+        dt.date(2020, 7, 18), dt.date(2020, 8, 20)
+    )
+
+
+def test_nothing_is_scheduled_before_the_first_build(tmp_path) -> None:
+    (tmp_path / "order_events").mkdir()
+    skipped = _tick(tmp_path, "2020-07-18 00:05:00")
+    assert isinstance(skipped, dg.SkipReason)
+
+
+def test_the_daily_run_slides_the_windows_with_no_new_event(sample_dir) -> None:
+    """x's last orders are h (07-15) and i (07-16): its counts fall to 0 as days pass."""
+    request = _tick(sample_dir, "2020-08-20 00:05:00")
+    assert isinstance(request, dg.RunRequest)
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(FEATURE_STORE).execute_in_process(
+        instance=instance,
+        resources=resources_for(sample_dir),
+        tags=request.tags,
+        run_config=run.QUIET,
+    )
+    assert result.success
+    later = [r for r in feature_rows(sample_dir, "user_orders") if r[1] > t("2020-07-17")]
+    assert later == [
+        ("x", t("2020-07-19"), 1, 2, 2),
+        ("x", t("2020-07-20"), 0, 2, 2),
+        ("x", t("2020-07-23"), 0, 1, 2),
+        ("x", t("2020-07-24"), 0, 0, 2),
+        ("x", t("2020-08-15"), 0, 0, 1),
+        ("x", t("2020-08-16"), 0, 0, 0),
+    ]
+    store = resources_for(sample_dir)["online_store"]
+    with store.open() as online:  # type: ignore[attr-defined]
+        features = online.get_features("user", ["x"], [ONLINE_TABLES["user_orders"]])["x"]
+    assert features["cpf_orders__count_over_30_days_rolling_windows"] == 0
+    assert features["user_orders__timestamp"] == dt.datetime(2020, 8, 16, tzinfo=dt.UTC)
+    # the next tick has nothing left to do
+    assert isinstance(_tick(sample_dir, "2020-08-20 00:05:00"), dg.SkipReason)
+
+
+def _settled(path: Path) -> None:
+    old = time.time() - 10 * SETTLE_SECONDS
+    os.utime(path, (old, old))
+
+
+def _sense(data_dir: Path, instance: dg.DagsterInstance, cursor: str | None):
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"data_dir": DataDir(path=str(data_dir))},
+        repository_def=defs.get_repository_def(),
+    )
+    return landing_sensor.evaluate_tick(context)
+
+
+def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
+    assert landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert landing_sensor.job_name == UPDATE
+    instance = dg.DagsterInstance.ephemeral()
+    landing = sample_dir / "order_events"
+    _settled(landing / "input.csv")
+    first = _sense(sample_dir, instance, None)
+    assert len(first.run_requests or []) == 1
+    assert first.cursor
+    # handled once: the same landing launches nothing
+    again = _sense(sample_dir, instance, first.cursor)
+    assert not again.run_requests
+    assert again.skip_message == "the landing has not changed since the last update"
+    # a file still being written waits for the next tick, cursor unchanged
+    drop = landing / "later-2020-07-18.csv"
+    drop.write_text(HEADER + "j,2020-07-17 09:00:00,w,\n")
+    writing = _sense(sample_dir, instance, first.cursor)
+    assert not writing.run_requests
+    assert writing.cursor == first.cursor
+    _settled(drop)
+    changed = _sense(sample_dir, instance, first.cursor)
+    assert len(changed.run_requests or []) == 1
+    assert changed.cursor not in (None, first.cursor)
+    # the run it requests updates exactly the changed days
+    job = definitions(resources_for(sample_dir)).resolve_job_def(UPDATE)
+    result = job.execute_in_process(
+        instance=instance,
+        tags=changed.run_requests[0].tags,  # type: ignore[index]
+        run_config=run.QUIET,
+    )
+    assert result.success
+    lines = result.output_for_node("update_store")
+    assert lines[1:] == [
+        "order_events: ingested 1 day: 2020-07-17",
+        "chargeback_events: ingested none",
+        "user_orders: recomputed 1 day: 2020-07-18",
+        "user_orders_online: 1 states written, 0 keys reconciled (0 back to an earlier state, "
+        "0 removed)",
+        # the day after the newest event is every feature set's new day
+        "user_chargebacks: recomputed 1 day: 2020-07-18",
+        "user_chargebacks_online: 1 states written, 0 keys reconciled (0 back to an earlier "
+        "state, 0 removed)",
+        "awesome_dataset: rebuilt, 10 rows",
+        f"3 run(s) tagged legiti/update={lines[0].split()[1][:-1]}",
+    ], lines
+    assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(sample_dir, "user_orders")
+    # a removed file is a change too
+    drop.unlink()
+    assert len(_sense(sample_dir, instance, changed.cursor).run_requests or []) == 1
+
+
+def test_the_sensor_waits_while_an_update_runs(sample_dir) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    _settled(sample_dir / "order_events" / "input.csv")
+    running = instance.create_run_for_job(
+        defs.resolve_job_def(UPDATE), status=dg.DagsterRunStatus.STARTED
+    )
+    waiting = _sense(sample_dir, instance, None)
+    assert not waiting.run_requests
+    assert waiting.cursor is None
+    assert waiting.skip_message == f"update run {running.run_id} is in progress"
+    instance.report_run_failed(running)
+    assert len(_sense(sample_dir, instance, None).run_requests or []) == 1
