@@ -93,3 +93,8 @@ test-cluster: install $(DAGSTER_HOME)/dagster.yaml ## main job on a local standa
 
 test-ui: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI in Chromium (apt chromium); docs/screenshots
 	LEGITI_UI_TESTS=1 $(RUN) pytest legiti_assets_tests/ui -v
+
+.PHONY: bench-storage
+STORAGE_SIZES ?= sample,1m
+bench-storage: install ## main job with Dagster's instance in pooled SQLite, stock SQLite, PostgreSQL (STORAGE_SIZES=sample,1m)
+	scripts/with-postgres $(RUN) python -m benchmarks.bench_storage --sizes $(STORAGE_SIZES) --seed $(SEED)

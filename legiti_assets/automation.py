@@ -13,6 +13,7 @@ sensor sees; the schedule's day D reads the raw days the sensor ingested.
 import datetime as dt
 import hashlib
 import time
+import warnings
 
 import dagster as dg
 
@@ -20,13 +21,20 @@ from legiti_assets import changes, layout, storage
 from legiti_assets.catalog import SPECS
 from legiti_assets.jobs import UPDATE, feature_store_job, update_job
 from legiti_assets.landing import landing_files
-from legiti_assets.partitions import beta_parameters, range_tags
+from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
 
 # A file modified this recently may still be being written: wait for the next tick.
 SETTLE_SECONDS = 5.0
 # The daily run starts a few minutes after midnight UTC, once the day's last files are in.
 DAILY_CRON = "5 0 * * *"
+# Dagster warns of a beta parameter when it copies any sensor (passing `owners` itself), in every
+# process that loads the definitions: not a choice of ours, and nothing a user can act on.
+warnings.filterwarnings(
+    "ignore",
+    message="Parameter `owners` of initializer `SensorDefinition.__init__`",
+    category=dg.BetaWarning,
+)
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -47,28 +55,26 @@ def landing_state(data_dir: DataDir) -> tuple[str, float]:
     return digest.hexdigest()[:16], newest
 
 
-with beta_parameters():  # Dagster's sensor decorator passes a beta parameter itself
-
-    @dg.sensor(
-        job=update_job,
-        minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches the update when the landing changes: one run, the changed days.",
+@dg.sensor(
+    job=update_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches the update when the landing changes: one run, the changed days.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, data_dir: DataDir):
+    state, newest = landing_state(data_dir)
+    if state == context.cursor:
+        return dg.SkipReason("the landing has not changed since the last update")
+    if time.time() - newest < SETTLE_SECONDS:
+        return dg.SkipReason("a landing file is being written: waiting for it to settle")
+    running = context.instance.get_run_records(
+        dg.RunsFilter(job_name=UPDATE, statuses=IN_PROGRESS), limit=1
     )
-    def landing_sensor(context: dg.SensorEvaluationContext, data_dir: DataDir):
-        state, newest = landing_state(data_dir)
-        if state == context.cursor:
-            return dg.SkipReason("the landing has not changed since the last update")
-        if time.time() - newest < SETTLE_SECONDS:
-            return dg.SkipReason("a landing file is being written: waiting for it to settle")
-        running = context.instance.get_run_records(
-            dg.RunsFilter(job_name=UPDATE, statuses=IN_PROGRESS), limit=1
-        )
-        if running:
-            # its update may have read the landing before this change: the next tick launches one
-            return dg.SkipReason(f"update run {running[0].dagster_run.run_id} is in progress")
-        context.update_cursor(state)
-        return dg.RunRequest(tags={"legiti/landing": state})
+    if running:
+        # its update may have read the landing before this change: the next tick launches one
+        return dg.SkipReason(f"update run {running[0].dagster_run.run_id} is in progress")
+    context.update_cursor(state)
+    return dg.RunRequest(tags={"legiti/landing": state})
 
 
 def days_to_extend(data_dir: DataDir, day: dt.date) -> list[dt.date]:

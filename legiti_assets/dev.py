@@ -16,6 +16,8 @@ import time
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# `dg dev` (dagster-dg-cli) supersedes `dagster dev`, which works the same and says so
+QUIET_WARNINGS = ("ignore:Function `dev_command` is superseded",)
 
 
 def _group_alive(leader: subprocess.Popen) -> bool:
@@ -56,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     # even if this process was started with it ignored
     child = subprocess.Popen(
         command,
-        # `dg dev` (dagster-dg-cli) supersedes `dagster dev`, which works the same and says so
-        env={**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"},
+        env={**os.environ, "PYTHONWARNINGS": ",".join(QUIET_WARNINGS)},
         process_group=0,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

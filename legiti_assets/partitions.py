@@ -17,9 +17,8 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset
 def beta_parameters() -> Iterator[None]:
     """Defining assets with the two beta parameters the design rests on: single-run backfills
     (`backfill_policy`) and lookbacks reaching before the first day
-    (`allow_nonexistent_upstream_partitions`); and sensors, whose decorator passes one itself.
-    Dagster warns at every definition, in every process and terminal; the tests pin their
-    behaviour instead."""
+    (`allow_nonexistent_upstream_partitions`). Dagster warns at every definition, in every
+    process and terminal; the tests pin their behaviour instead."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         yield
