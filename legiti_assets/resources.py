@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from legiti_assets import layout
+from legiti_assets import layout, local_fs
 from legiti_assets.online_store import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
@@ -69,6 +69,10 @@ class SparkResource(LazyPySparkResource):
     )
     driver_memory: str = "2g"
     start_attempts: int = 3
+    fork_free_local_fs: bool = Field(
+        default=True,
+        description="Local masters: file:// without a forked chmod per file (local_fs.py).",
+    )
     _session: SparkSession | None = PrivateAttr(default=None)
 
     def resolved_master(self) -> str:
@@ -96,6 +100,8 @@ class SparkResource(LazyPySparkResource):
             # nothing but this process needs the driver or its UI: keep them on loopback
             config["spark.driver.bindAddress"] = "127.0.0.1"
             config["spark.driver.host"] = "127.0.0.1"
+            if self.fork_free_local_fs:
+                config.update(local_fs.spark_config())
         config.update({key: str(value) for key, value in self.spark_config.items()})
         # days are UTC days everywhere (partitions, windows, Parquet timestamps): not a setting
         config["spark.sql.session.timeZone"] = "UTC"
