@@ -2,6 +2,7 @@
 
     make bench                      # SIZES=10k,100k
     make bench SIZES=1m             # ~10 min, stock butterfree included
+    make bench SIZES=1m,10m         # stock butterfree is skipped above 1m
     uv run python -m benchmarks.bench --sizes 10k --stock-cap 0   # 0: skip stock butterfree
 
 For each size: generate `benchmarks/data/<size>/order_events/input.csv`, then run each stage
@@ -24,6 +25,17 @@ stock butterfree are timed on the same landing file. Results of each size are ke
 Outputs of user_chargeback_delays are compared with `duckdb_reference.compute_delays`, floats
 within FLOAT_TOLERANCE x max(1, |v|). With BENCH_PROGRESS=<file> set, one line per finished
 stage is appended to that file.
+
+Ours against a bare PySpark script (`benchmarks/bare_spark.py`), whole processes one after the
+other, each with the 1-min load average as it ended; their Parquet must equal our tables, row
+for row, before any figure is kept:
+
+- main:   `python -m legiti_assets.run --start START --end END` (`make awesome-dataset`) in a
+          fresh data directory and DAGSTER_HOME, against `bare_spark --start START --end END`
+- daily:  then `dagster asset materialize --select <feature sets> --partition END` against
+          `bare_spark --day END`, `--daily-repeats` times each (medians)
+- sample: once per invocation, main on the 9-row sample (data/order_events/input.csv, the
+          Makefile's START and END); kept in `benchmarks/data/results/sample.json`
 """
 
 from __future__ import annotations
@@ -55,6 +67,10 @@ ONLINE_MARKER = "user_orders_online"
 STAGES = ("backfill", "extra", "daily", "dataset", "online")
 EXTRA = "user_chargeback_delays"  # the min/max feature set of the extra stage
 FLOAT_TOLERANCE = 1e-9
+STOCK_MAX_ORDERS = 1_000_000  # stock butterfree's cost grows with users x days: 10m is skipped
+SAMPLE = HERE.parent / "data" / "order_events" / "input.csv"
+SAMPLE_DAYS = (dt.date(2018, 5, 12), dt.date(2020, 7, 17))  # the Makefile's START and END
+BARE_LIMITS = {"main": 1.5, "daily": 1.25}  # ours / bare, whole processes
 
 
 # --- in the stage process --------------------------------------------------------------------
@@ -102,7 +118,7 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
 
     spark = SparkResource(shuffle_partitions=partitions)
     tick = time.perf_counter()
-    spark.get_session()
+    _ = spark.spark_session  # started before the runs: their step times exclude it
     spark_start = time.perf_counter() - tick
     resources = build_resources(DataDir(path=str(data_dir)), spark)
     online = sorted(k.to_user_string() for a in defs.assets or [] for k in a.keys)
@@ -168,17 +184,27 @@ def _stage(stage: str, data_dir: Path, home: Path, start: dt.date, end: dt.date,
     }
 
 
-def _stored(con: duckdb.DuckDBPyConnection, table: Path, columns: list[str]) -> str:
+def _parquet(table: Path) -> str:
     glob = f"{table}/**/*.parquet" if any(table.glob("year=*")) else f"{table}/*.parquet"
+    return f"read_parquet('{glob}', hive_partitioning = false)"
+
+
+def _stored(con: duckdb.DuckDBPyConnection, table: Path, columns: list[str]) -> str:
     selected = ", ".join(
         f'"{c}"::timestamp as "{c}"' if "timestamp" in c else f'"{c}"' for c in columns
     )
-    return f"select {selected} from read_parquet('{glob}', hive_partitioning = false)"
+    return f"select {selected} from {_parquet(table)}"
 
 
-def compare(con: duckdb.DuckDBPyConnection, ours: str, expected: pd.DataFrame) -> dict[str, int]:
-    """Rows of `ours` (SQL) not in `expected` and the other way round, as multisets."""
-    con.register("expected", expected)
+def compare(
+    con: duckdb.DuckDBPyConnection, ours: str, expected: pd.DataFrame | str
+) -> dict[str, int]:
+    """Rows of `ours` (SQL) not in `expected` (a DataFrame or SQL) and the other way round, as
+    multisets."""
+    if isinstance(expected, str):
+        con.execute(f"create or replace temp view expected as {expected}")
+    else:
+        con.register("expected", expected)
     count = lambda sql: con.execute(f"select count(*) from ({sql})").fetchall()[0][0]  # noqa: E731
     return {
         "rows": count(ours),
@@ -241,6 +267,124 @@ def check_delays(data_dir: Path, expected: pd.DataFrame) -> dict[str, int]:
     if diff["extra"] or diff["missing"] or diff["different"] or diff["rows"] != len(expected):
         raise SystemExit(f"{EXTRA} differs from the DuckDB reference: {diff}")
     return diff
+
+
+def check_bare(bare: Path, ours: Path, day: dt.date | None = None) -> None:
+    """Fail loudly unless each table the bare script wrote under `bare` has the columns and rows
+    of our table under the data directory `ours` (only the rows of `day`, for a daily run)."""
+    from legiti_assets import layout
+    from legiti_assets.catalog import SPECS, TRAINING
+
+    tables = {n: layout.feature_set_table(s.entity, n) for n, s in SPECS.items()}
+    if day is None:
+        tables |= {n: layout.dataset_table(n) for n in TRAINING}
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    for name, table in tables.items():
+        columns = [c[0] for c in con.execute(f"describe from {_parquet(bare / name)}").fetchall()]
+        stored = [c[0] for c in con.execute(f"describe from {_parquet(ours / table)}").fetchall()]
+        if columns != stored:
+            raise SystemExit(f"{name}: the bare script's columns {columns} are not ours {stored}")
+        mine = _stored(con, ours / table, columns)
+        if day is not None:
+            mine = f"from ({mine}) where timestamp::date = '{day}'"
+        diff = compare(con, mine, _stored(con, bare / name, columns))
+        if diff["extra"] or diff["missing"]:
+            raise SystemExit(f"{name}: the bare script's rows differ from ours: {diff}")
+    con.close()
+
+
+def _process(command: list[str], args, env: dict[str, str] | None = None) -> dict:
+    """Run a whole process: its seconds, its tree's peak RSS, the 1-min load as it ended."""
+    done = measure.run(command, args.cap, env=env)
+    if done.returncode != 0:
+        print(done.output[-5000:], file=sys.stderr)
+        raise SystemExit(f"{command} failed ({'capped' if done.capped else done.returncode})")
+    return {
+        "process_seconds": done.seconds,
+        "peak_rss_bytes": done.peak_rss_bytes,
+        "load": round(os.getloadavg()[0], 1),
+    }
+
+
+def _median(runs: list[dict]) -> dict:
+    median = sorted(runs, key=lambda r: r["process_seconds"])[len(runs) // 2]
+    return {**median, "repeats": [round(r["process_seconds"], 1) for r in runs]}
+
+
+def versus_bare(
+    landing: Path, work: Path, start: dt.date, end: dt.date, args, daily_repeats: int = 0
+) -> dict:
+    """Ours and the bare script on the landing file `landing`, whole processes side by side:
+    the main job over start..end in a fresh data directory and DAGSTER_HOME under `work`, then
+    `daily_repeats` times one daily partition of every feature set for `end`, ours after the
+    main job. Raises unless the bare script's rows are ours."""
+    from legiti_assets.catalog import SPECS
+    from legiti_assets.resources import SparkResource
+
+    shutil.rmtree(work, ignore_errors=True)
+    ours, home, bare = work / "platform", work / "dagster_home", work / "bare"
+    (ours / "order_events").mkdir(parents=True)
+    shutil.copy(landing, ours / "order_events" / landing.name)
+    home.mkdir()
+    shutil.copy(HERE.parent / "dagster.yaml", home / "dagster.yaml")
+    env = {"LEGITI_DATA_DIR": str(ours), "DAGSTER_HOME": str(home)}
+    spark = SparkResource()  # the defaults `make awesome-dataset` runs with
+    bare_command = [sys.executable, "-m", "benchmarks.bare_spark", "--data-dir", str(ours)]
+    bare_command += ["--out", str(bare), "--shuffle-partitions", str(spark.shuffle_partitions)]
+    bare_command += ["--driver-memory", spark.driver_memory]
+    days = ["--start", str(start), "--end", str(end)]
+    versus = {
+        "main": {
+            "ours": _process([sys.executable, "-m", "legiti_assets.run", *days], args, env),
+            "bare": _process([*bare_command, *days], args),
+        }
+    }
+    check_bare(bare, ours)
+    if daily_repeats:
+        dagster = Path(sys.executable).with_name("dagster")
+        daily = [str(dagster), "asset", "materialize", "-m", "legiti_assets.definitions"]
+        daily += ["--select", ",".join(SPECS), "--partition", str(end)]
+        runs = [
+            (_process(daily, args, env), _process([*bare_command, "--day", str(end)], args))
+            for _ in range(daily_repeats)
+        ]
+        check_bare(bare, ours, end)
+        versus["daily"] = {
+            "ours": _median([o for o, _ in runs]),
+            "bare": _median([b for _, b in runs]),
+        }
+    shutil.rmtree(work)
+    return versus
+
+
+def _versus_note(name: str, versus: dict) -> None:
+    for key, pair in versus.items():
+        ours, bare = pair["ours"], pair["bare"]
+        progress(
+            f"[{name}] {key}, whole processes: ours {ours['process_seconds']:.1f} s (load "
+            f"{ours['load']}), bare PySpark {bare['process_seconds']:.1f} s (load "
+            f"{bare['load']}): {_ratio(ours['process_seconds'], bare['process_seconds'])}, "
+            "same rows"
+        )
+
+
+def bench_sample(args) -> dict:
+    """The main job on the 9-row sample, ours against the bare script: once per invocation."""
+    start, end = SAMPLE_DAYS
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    versus = versus_bare(SAMPLE, DATA / "sample", start, end, args)
+    _versus_note("sample", versus)
+    return {
+        "size": "sample",
+        "orders": 9,
+        "start": str(start),
+        "end": str(end),
+        "versus": versus,
+        "load_before": load_before,
+        "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def stock_diff(out_dir: Path, ref: duckdb_reference.Reference, start: dt.date) -> str:
@@ -360,8 +504,12 @@ def bench_size(name: str, args) -> dict:
     }
     result["rows"] = {n: len(getattr(refs[0], n)) for n in (*FEATURE_SETS, "awesome_dataset")}
     result["rows"][EXTRA] = len(delays[0].rows)
-    if args.stock_cap > 0:
+    result["versus"] = versus_bare(landing, root / "versus", start, end, args, args.daily_repeats)
+    _versus_note(name, result["versus"])
+    if args.stock_cap > 0 and size.orders <= STOCK_MAX_ORDERS:
         result["stock"] = _stock(root, start, end, refs[0], args)
+    elif args.stock_cap > 0:
+        progress(f"[{name}] stock butterfree skipped above {STOCK_MAX_ORDERS:,} orders")
     return result
 
 
@@ -500,12 +648,61 @@ def rows_of(r: dict) -> list[list[str]]:
         )
     if "online" in st:
         table.append(_stage_row(size, "online load", st["online"], _in_run(st["online"]), ""))
-    return table
+    return table + versus_rows(size, r.get("versus", {}))
 
 
-def targets(results: list[dict]) -> list[str]:
-    """The issue's targets, judged on each size's latest figures (1m is the one they name)."""
-    lines = []
+VERSUS = {
+    "main": "main job (`legiti_assets.run`), whole process",
+    "daily": "daily partition (`dagster asset materialize`), whole process",
+}
+
+
+def versus_rows(size: str, versus: dict) -> list[list[str]]:
+    """A row per comparison with the bare script: ours, the bare script, the ratio, loads."""
+    rows = []
+    for key, label in VERSUS.items():
+        if key in versus:
+            ours, bare = versus[key]["ours"], versus[key]["bare"]
+            row = _row(
+                size, label, "", f"{ours['process_seconds']:.1f}", _gb(ours["peak_rss_bytes"])
+            )
+            row[HEADER.index(BARE) :] = [
+                f"{bare['process_seconds']:.1f}",
+                _ratio(ours["process_seconds"], bare["process_seconds"]),
+                _gb(bare["peak_rss_bytes"]),
+                f"{ours['load']} / {bare['load']}",
+            ]
+            rows.append(row)
+    return rows
+
+
+def ratios(r: dict) -> dict[str, float]:
+    """A size's ratios: ours over DuckDB, and ours over the bare script (whole processes)."""
+    st, ddb = r["stages"], r["duckdb"]
+    found = {
+        "backfill / DuckDB": _in_run(st["backfill"], FEATURE_SETS) / _backfill_reference(ddb),
+        "awesome_dataset / DuckDB": _in_run(st["dataset"]) / ddb["awesome_dataset"],
+    }
+    for key, pair in r.get("versus", {}).items():
+        found[f"{key} / bare"] = pair["ours"]["process_seconds"] / pair["bare"]["process_seconds"]
+    return found
+
+
+def _bare_targets(name: str, versus: dict) -> list[tuple[str, str, bool]]:
+    checks = []
+    for key, limit in BARE_LIMITS.items():
+        if key in versus:
+            ratio = versus[key]["ours"]["process_seconds"] / versus[key]["bare"]["process_seconds"]
+            label = f"{'main job' if key == 'main' else 'daily partition'} whole process"
+            checks.append((f"{label} <= {limit}x bare PySpark", f"{ratio:.2f}x", ratio <= limit))
+    return [(f"{name}: {what}", value, ok) for what, value, ok in checks]
+
+
+def targets(results: list[dict], sample: dict | None = None) -> list[str]:
+    """The issue's targets, judged on each size's latest figures (1m is the one they name; the
+    main job's against bare PySpark is named at 100k)."""
+    judged = _bare_targets("sample", sample["versus"]) if sample else []
+    lines = [f"- {name}: {value} ({'met' if ok else 'NOT met'})" for name, value, ok in judged]
     per_event: dict[str, float] = {}
     for r in results:
         st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
@@ -546,6 +743,10 @@ def targets(results: list[dict]) -> list[str]:
             f"- {r['size']}: {name}: {value} ({'met' if ok else 'NOT met'})"
             for name, value, ok in checks
         ]
+        lines += [
+            f"- {name}: {value} ({'met' if ok else 'NOT met'})"
+            for name, value, ok in _bare_targets(r["size"], r.get("versus", {}))
+        ]
     sizes = [s for s in synthetic.SIZES if s in per_event]
     for small, large in itertools.pairwise(sizes):
         ratio = per_event[large] / per_event[small]
@@ -553,9 +754,19 @@ def targets(results: list[dict]) -> list[str]:
             f"- {small} -> {large}: feature backfill time per event x{ratio:.2f} "
             f"({'met' if ratio <= 1 else 'NOT met'}: linear or better means <= 1)"
         )
+    by_size = {r["size"]: ratios(r) for r in results}
+    if "1m" in by_size and "10m" in by_size:
+        for name, small in by_size["1m"].items():
+            if name in by_size["10m"]:
+                large = by_size["10m"][name]
+                lines.append(
+                    f"- 1m -> 10m: {name} {small:.2f}x -> {large:.2f}x "
+                    f"({'met' if large <= small else 'NOT met'}: no ratio worse at 10m)"
+                )
     return lines
 
 
+BARE = "bare PySpark (s)"
 HEADER = [
     "size",
     "stage",
@@ -568,6 +779,10 @@ HEADER = [
     "stock butterfree (s)",
     "stock / ours",
     "stock peak RSS",
+    BARE,
+    "ours / bare",
+    "bare peak RSS",
+    "load ours / bare",
 ]
 
 
@@ -609,7 +824,14 @@ def _stage_loads(stages: dict) -> str:
     return f" (1-min, as each stage ended: {', '.join(loads)})" if loads else ""
 
 
-def write_results(results: list[dict]) -> None:
+def _daily_repeats(versus: dict) -> str:
+    if "daily" not in versus:
+        return ""
+    ours, bare = (", ".join(map(str, versus["daily"][k]["repeats"])) for k in ("ours", "bare"))
+    return f"; daily partition whole process, each repeat: ours {ours} s, bare {bare} s"
+
+
+def write_results(results: list[dict], sample: dict | None = None) -> None:
     parts = [
         "# Benchmark results",
         "",
@@ -618,7 +840,12 @@ def write_results(results: list[dict]) -> None:
         "",
         machine(),
         "",
-        markdown([row for r in results for row in rows_of(r)]),
+        markdown(
+            [
+                *(versus_rows("sample", sample["versus"]) if sample else []),
+                *(row for r in results for row in rows_of(r)),
+            ]
+        ),
         "",
         "- *in run*: Dagster step durations (STEP_START to STEP_SUCCESS), Spark start excluded;"
         " *process*: the whole stage process (imports, JVM start, all its runs).",
@@ -637,12 +864,26 @@ def write_results(results: list[dict]) -> None:
         "- *daily*: median of the repeats, both feature sets for END. events/s counts the "
         "31 days of events it reads.",
         "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
+        "- *whole process* rows: ours, then `benchmarks/bare_spark.py` (one SparkSession, our "
+        "engine and point-in-time join, one Parquet dataset per table; no validation, raw copy, "
+        "day directories, checks, online store or Dagster) as whole processes, one after the "
+        "other; their rows were equal. *main*: `python -m legiti_assets.run` (`make "
+        "awesome-dataset`, online store included) over START..END in a fresh data directory; "
+        "*daily*: then `dagster asset materialize` of the feature sets for END, against the "
+        "bare script's `--day END` (medians of the repeats); *sample*: the 9-row sample, "
+        "2018-05-12..2020-07-17. *load*: 1-min load average as each process ended.",
         "",
         "## Targets",
         "",
-        *targets(results),
+        *targets(results, sample),
         "",
     ]
+    if sample:
+        parts.append(
+            f"- sample (9 orders, {sample['start']}..{sample['end']}), measured "
+            f"{sample['measured']}, load average {sample['load_before']} before / "
+            f"{sample['load_after']} after"
+        )
     for r in results:
         stock = r.get("stock", {})
         repeats = ", ".join(f"{s:.2f}" for s in r["stages"]["daily"]["repeats"])
@@ -655,13 +896,14 @@ def write_results(results: list[dict]) -> None:
             + ", ".join(f"{k} {v:,}" for k, v in r["rows"].items())
             + f"; daily partition in run, each repeat: {repeats} s"
             + (f"; stock butterfree vs the contract: {stock['diff']}" if "diff" in stock else "")
+            + _daily_repeats(r.get("versus", {}))
         )
     RESULTS.write_text("\n".join(parts) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10k,100k")
+    parser.add_argument("--sizes", default="10k,100k", help=", ".join(synthetic.SIZES))
     parser.add_argument("--seed", type=int, default=synthetic.DEFAULT_SEED)
     parser.add_argument("--stock-cap", type=float, default=600, help="seconds; 0 skips it")
     parser.add_argument("--cap", type=float, default=1800, help="seconds per stage process")
@@ -676,9 +918,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage:
         run_stage(args.stage, args.data_dir, args.start, args.end, args.shuffle_partitions)
         return
+    sizes = args.sizes.split(",")
+    unknown = [s for s in sizes if s not in synthetic.SIZES]
+    if unknown:
+        parser.error(f"unknown sizes {unknown}; choose from {', '.join(synthetic.SIZES)}")
     saved = DATA / "results"
     saved.mkdir(parents=True, exist_ok=True)
-    for name in args.sizes.split(","):
+    sample = bench_sample(args)
+    (saved / "sample.json").write_text(json.dumps(sample, indent=1))
+    print(markdown(versus_rows("sample", sample["versus"])))
+    for name in sizes:
         load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
         result = bench_size(name, args)
         result["load_before"] = load_before
@@ -687,8 +936,8 @@ def main(argv: list[str] | None = None) -> None:
         (saved / f"{name}.json").write_text(json.dumps(result, indent=1))
         print(markdown(rows_of(result)))
         order = list(synthetic.SIZES)
-        results = [json.loads(p.read_text()) for p in saved.glob("*.json")]
-        write_results(sorted(results, key=lambda r: order.index(r["size"])))
+        results = [json.loads(p.read_text()) for p in saved.glob("*.json") if p.stem in order]
+        write_results(sorted(results, key=lambda r: order.index(r["size"])), sample)
         print(f"wrote {RESULTS}")
 
 

@@ -15,6 +15,8 @@ import sys
 import time
 from types import FrameType
 
+from legiti_assets.partitions import PLANNED_EVENTS_ENV
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # `dg dev` (dagster-dg-cli) supersedes `dagster dev`, which works the same and says so
 QUIET_WARNINGS = ("ignore:Function `dev_command` is superseded",)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # even if this process was started with it ignored
     child = subprocess.Popen(
         command,
-        env={**os.environ, "PYTHONWARNINGS": ",".join(QUIET_WARNINGS)},
+        env={**os.environ, **PLANNED_EVENTS_ENV, "PYTHONWARNINGS": ",".join(QUIET_WARNINGS)},
         process_group=0,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
