@@ -60,11 +60,19 @@ def _updates(instance: dg.DagsterInstance, log: Path) -> int:
     )
 
 
-def _wait(condition: Callable[[], bool], timeout: float, log: Path) -> None:
+def _wait(condition: Callable[[], bool], timeout: float, dev: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        assert dev.poll() is None, log.read_text()[-5000:]
         assert time.monotonic() < deadline, log.read_text()[-5000:]
         time.sleep(1)
+
+
+def _make_dev() -> list[str]:
+    """`make dev`, with uv found the way the shell finds it: inside `uv run` (as the tests
+    are), `python3` is the project's environment, which has no uv module."""
+    uv = shutil.which("uv")
+    return ["make", "--no-print-directory", "dev", *([f"UV={uv}"] if uv else ["RUN="])]
 
 
 def test_a_dropped_file_reaches_both_stores_without_a_click(tmp_path, monkeypatch) -> None:
@@ -82,7 +90,7 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(tmp_path, monkeypatc
     }
     with open(log, "wb") as out:
         dev = subprocess.Popen(
-            ["make", "--no-print-directory", "dev"],
+            _make_dev(),
             cwd=REPO,
             env=env,
             stdout=out,
@@ -93,12 +101,12 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(tmp_path, monkeypatc
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # the sensor's first tick sees a landing never handled: the update builds the store
-            _wait(lambda: _updates(instance, log) >= 1, 600, log)
+            _wait(lambda: _updates(instance, log) >= 1, 600, dev, log)
             assert ("x", t("2020-07-17"), 2, 2, 2) in feature_rows(data, "user_orders")
             drop = data / "order_events" / "later-2020-07-18.csv"
             drop.write_text(HEADER + "j,2020-07-17 09:00:00,w,\n")
             dropped = time.monotonic()
-            _wait(lambda: _updates(instance, log) >= 2, 600, log)
+            _wait(lambda: _updates(instance, log) >= 2, 600, dev, log)
             print(f"drop to updated under make dev: {time.monotonic() - dropped:.1f} s")
         assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(data, "user_orders")
         with open_online_store(f"sqlite:///{data / 'online_store.db'}") as store:
