@@ -15,7 +15,7 @@ import sys
 import time
 from types import FrameType
 
-from legiti_assets.partitions import PLANNED_EVENTS_ENV
+from legiti_assets.partitions import RANGE_RUN_ENV
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # `dg dev` (dagster-dg-cli) supersedes `dagster dev`, which works the same and says so
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # even if this process was started with it ignored
     child = subprocess.Popen(
         command,
-        env={**os.environ, **PLANNED_EVENTS_ENV, "PYTHONWARNINGS": ",".join(QUIET_WARNINGS)},
+        env={**os.environ, **RANGE_RUN_ENV, "PYTHONWARNINGS": ",".join(QUIET_WARNINGS)},
         process_group=0,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

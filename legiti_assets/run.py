@@ -27,7 +27,7 @@ from legiti_assets.catalog import SPECS
 from legiti_assets.definitions import definitions, defs
 from legiti_assets.jobs import FEATURE_STORE, INGEST_EVENTS
 from legiti_assets.landing import landing_files
-from legiti_assets.partitions import FIRST_DAY, PLANNED_EVENTS_ENV, range_tags
+from legiti_assets.partitions import FIRST_DAY, RANGE_RUN_ENV, range_tags
 from legiti_assets.resources import DataDir, OnlineStoreResource
 
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True)
     args = parser.parse_args(argv)
-    os.environ.update(PLANNED_EVENTS_ENV)
+    os.environ.update(RANGE_RUN_ENV)
     with dg.DagsterInstance.get() as instance:
         try:
             materialize(args.start, args.end, instance)

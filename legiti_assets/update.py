@@ -34,7 +34,7 @@ from legiti_assets.definitions import defs
 from legiti_assets.io_managers import INPUTS_FILE
 from legiti_assets.jobs import UPDATE
 from legiti_assets.landing import keep_landing, read_landing_dir, release
-from legiti_assets.partitions import FIRST_DAY, PLANNED_EVENTS_ENV
+from legiti_assets.partitions import FIRST_DAY, RANGE_RUN_ENV
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.run import (
     LOOKBACK_DAYS,
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     launches; the terminal gets its report (the runs' events are in the UI)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
-    os.environ.update(PLANNED_EVENTS_ENV)
+    os.environ.update(RANGE_RUN_ENV)
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(UPDATE).execute_in_process(
             instance=instance, run_config=QUIET, raise_on_error=False
