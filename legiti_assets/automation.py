@@ -2,7 +2,7 @@
 
 - `landing_sensor`: when the landing's files change (added, rewritten or removed, and settled),
   one run of the `update` job: it ingests the changed days only and recomputes what they reach.
-- `daily_schedule`: after 00:00 UTC, one run of the partitioned `feature_store` job over the new
+- `daily_schedule`: after 00:00 UTC, one run of the partitioned `compute_features` job over the new
   day (and any day since the last one stored): the states of day D count the events of
   D - window .. D - 1, so they change every day even when no event arrives, as windows slide.
 
@@ -19,7 +19,7 @@ import dagster as dg
 
 from legiti_assets import changes, layout, storage
 from legiti_assets.catalog import SPECS
-from legiti_assets.jobs import UPDATE, feature_store_job, update_job
+from legiti_assets.jobs import UPDATE, compute_features_job, update_job
 from legiti_assets.landing import landing_files
 from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
@@ -96,7 +96,7 @@ def days_to_extend(data_dir: DataDir, day: dt.date) -> list[dt.date]:
 
 
 @dg.schedule(
-    job=feature_store_job,
+    job=compute_features_job,
     cron_schedule=DAILY_CRON,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,

@@ -2,7 +2,7 @@
 and the landing sensor launch.
 
 - `ingest_events`: the raw event tables for a day or a range of days.
-- `feature_store`: the feature sets' daily states for a day or a range, mirrored into the online
+- `compute_features`: the feature sets' daily states for a day or a range, mirrored into the online
   store, and the training sets rebuilt from them.
 - `update`: one run that brings every output up to date with the landing, rewriting only what
   changed (`legiti_assets.update`).
@@ -21,7 +21,7 @@ WRITER_TAG = "legiti/writes"
 WRITER_TAGS = {WRITER_TAG: "store"}
 
 INGEST_EVENTS = "ingest_events"
-FEATURE_STORE = "feature_store"
+COMPUTE_FEATURES = "compute_features"
 UPDATE = "update"
 
 ingest_events_job = dg.define_asset_job(
@@ -32,8 +32,8 @@ ingest_events_job = dg.define_asset_job(
     tags=WRITER_TAGS,
 )
 
-feature_store_job = dg.define_asset_job(
-    FEATURE_STORE,
+compute_features_job = dg.define_asset_job(
+    COMPUTE_FEATURES,
     selection=dg.AssetSelection.groups("feature_store", "online_store", "datasets"),
     partitions_def=daily_partitions,
     description="Compute the feature sets' states of a day or a range of days from the raw "
@@ -86,4 +86,4 @@ def update_job() -> None:
     update_store()
 
 
-JOBS = [ingest_events_job, feature_store_job, update_job]
+JOBS = [ingest_events_job, compute_features_job, update_job]

@@ -1,7 +1,7 @@
 """`make awesome-dataset`: materialize the whole graph for a range of days in one process.
 
 Two runs of the definitions' jobs (`ingest_events` over the range and the feature sets'
-lookback, then `feature_store` over the range: feature sets, online store, training sets) share
+lookback, then `compute_features` over the range: feature sets, online store, training sets) share
 one Spark session and are recorded in `$DAGSTER_HOME`, so they show up in the UI's run history.
 `dagster job launch` or a backfill from the UI does the same.
 """
@@ -25,7 +25,7 @@ from legiti_assets.assets.online import ONLINE_ASSETS
 from legiti_assets.assets.raw import order_and_chargeback_events
 from legiti_assets.catalog import SPECS
 from legiti_assets.definitions import definitions, defs
-from legiti_assets.jobs import FEATURE_STORE, INGEST_EVENTS
+from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS
 from legiti_assets.landing import landing_files
 from legiti_assets.partitions import FIRST_DAY, RANGE_RUN_ENV, range_tags
 from legiti_assets.resources import DataDir, OnlineStoreResource
@@ -99,8 +99,8 @@ def materialize_selection(
     partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of `selection` with its checks, as a run of the job that holds it (the raw
-    tables: `ingest_events`, the rest: `feature_store`); raise RunFailed if it fails."""
-    name = INGEST_EVENTS if set(selection) <= set(RAW_RUN) else FEATURE_STORE
+    tables: `ingest_events`, the rest: `compute_features`); raise RunFailed if it fails."""
+    name = INGEST_EVENTS if set(selection) <= set(RAW_RUN) else COMPUTE_FEATURES
     job = definitions(resources).resolve_job_def(name)
     result = job.execute_in_process(
         instance=instance,

@@ -14,7 +14,7 @@ from legiti_assets import run
 from legiti_assets.automation import SETTLE_SECONDS, daily_schedule, landing_sensor
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.definitions import definitions, defs
-from legiti_assets.jobs import FEATURE_STORE, UPDATE
+from legiti_assets.jobs import COMPUTE_FEATURES, UPDATE
 from legiti_assets.resources import DataDir
 from legiti_assets_tests.helpers import SAMPLE, feature_rows, resources_for, t
 
@@ -53,7 +53,7 @@ def test_the_schedule_requests_the_new_day_and_any_missed_since(sample_dir) -> N
     assert daily_schedule.cron_schedule == "5 0 * * *"
     assert daily_schedule.execution_timezone == "UTC"
     assert daily_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert daily_schedule.job_name == FEATURE_STORE
+    assert daily_schedule.job_name == COMPUTE_FEATURES
     # the store holds every day through END: nothing to do that day
     skipped = _tick(sample_dir, "2020-07-17 00:05:00")
     assert isinstance(skipped, dg.SkipReason)
@@ -82,12 +82,8 @@ def test_the_daily_run_slides_the_windows_with_no_new_event(sample_dir) -> None:
     request = _tick(sample_dir, "2020-08-20 00:05:00")
     assert isinstance(request, dg.RunRequest)
     instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def(FEATURE_STORE).execute_in_process(
-        instance=instance,
-        resources=resources_for(sample_dir),
-        tags=request.tags,
-        run_config=run.QUIET,
-    )
+    job = definitions(resources_for(sample_dir)).resolve_job_def(COMPUTE_FEATURES)
+    result = job.execute_in_process(instance=instance, tags=request.tags, run_config=run.QUIET)
     assert result.success
     later = [r for r in feature_rows(sample_dir, "user_orders") if r[1] > t("2020-07-17")]
     assert later == [

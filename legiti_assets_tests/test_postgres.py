@@ -17,7 +17,7 @@ import pytest
 
 from legiti_assets.automation import SETTLE_SECONDS, landing_sensor
 from legiti_assets.definitions import definitions, defs
-from legiti_assets.jobs import FEATURE_STORE, INGEST_EVENTS, UPDATE
+from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS, UPDATE
 from legiti_assets.resources import DataDir
 from legiti_assets.run import QUIET
 from legiti_assets.update import UPDATE_TAG
@@ -89,7 +89,7 @@ def test_main_job_and_sensor_on_postgres(tmp_path, monkeypatch, postgres_url) ->
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
-        assert sorted(r.dagster_run.job_name for r in runs) == [FEATURE_STORE, INGEST_EVENTS]
+        assert sorted(r.dagster_run.job_name for r in runs) == [COMPUTE_FEATURES, INGEST_EVENTS]
         dataset = instance.get_latest_materialization_event(dg.AssetKey("awesome_dataset"))
         assert dataset is not None
         assert dataset.asset_materialization.metadata["dagster/row_count"].value == 9  # type: ignore[union-attr]
