@@ -1,3 +1,4 @@
+import datetime as dt
 import os
 import shutil
 import time
@@ -7,6 +8,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from legiti_assets_tests.helpers import SAMPLE, TEST_SPARK
+
+# `make awesome-dataset`'s default range: every day of the sample
+SAMPLE_START, SAMPLE_END = dt.date(2018, 5, 12), dt.date(2020, 7, 17)
 
 # collected Spark timestamps are in the process's local time zone: make it UTC like the data
 os.environ["TZ"] = "UTC"
@@ -25,3 +29,21 @@ def sample_dir(tmp_path: Path, spark: SparkSession) -> Path:
     (tmp_path / "order_events").mkdir()
     shutil.copy(SAMPLE, tmp_path / "order_events" / "input.csv")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def built_sample(spark, tmp_path_factory) -> Path:
+    """The sample built by `make awesome-dataset` over its whole range, once per module that
+    asks (modules copy it: see their `sample_dir`)."""
+    import dagster as dg
+
+    from legiti_assets import run
+    from legiti_assets_tests.helpers import resources_for
+
+    data_dir = tmp_path_factory.mktemp("built_sample")
+    (data_dir / "order_events").mkdir()
+    shutil.copy(SAMPLE, data_dir / "order_events" / "input.csv")
+    run.materialize(
+        SAMPLE_START, SAMPLE_END, dg.DagsterInstance.ephemeral(), resources_for(data_dir)
+    )
+    return data_dir

@@ -16,19 +16,9 @@ from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.definitions import definitions, defs
 from legiti_assets.jobs import COMPUTE_FEATURES, UPDATE
 from legiti_assets.resources import DataDir
-from legiti_assets_tests.helpers import SAMPLE, feature_rows, resources_for, t
+from legiti_assets_tests.helpers import feature_rows, resources_for, t
 
-START, END = dt.date(2018, 5, 12), dt.date(2020, 7, 17)
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
-
-
-@pytest.fixture(scope="module")
-def built_sample(spark, tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("built_sample")
-    (data_dir / "order_events").mkdir()
-    shutil.copy(SAMPLE, data_dir / "order_events" / "input.csv")
-    run.materialize(START, END, dg.DagsterInstance.ephemeral(), resources_for(data_dir))
-    return data_dir
 
 
 @pytest.fixture
@@ -54,7 +44,7 @@ def test_the_schedule_requests_the_new_day_and_any_missed_since(sample_dir) -> N
     assert daily_schedule.execution_timezone == "UTC"
     assert daily_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert daily_schedule.job_name == COMPUTE_FEATURES
-    # the store holds every day through END: nothing to do that day
+    # the store holds every day through the sample's last: nothing to do that day
     skipped = _tick(sample_dir, "2020-07-17 00:05:00")
     assert isinstance(skipped, dg.SkipReason)
     assert "through 2020-07-17" in (skipped.skip_message or "")

@@ -83,16 +83,6 @@ def _online_matches(data_dir: Path, spark, resources: dict[str, object] | None =
             assert found == [], spec.name
 
 
-@pytest.fixture(scope="module")
-def built_sample(spark, tmp_path_factory) -> Path:
-    """The sample built by `make awesome-dataset`, once for the module."""
-    data_dir = tmp_path_factory.mktemp("built_sample")
-    (data_dir / "order_events").mkdir()
-    shutil.copy(SAMPLE, data_dir / "order_events" / "input.csv")
-    run.materialize(START, END, dg.DagsterInstance.ephemeral(), resources_for(data_dir))
-    return data_dir
-
-
 @pytest.fixture
 def sample_dir(built_sample, tmp_path) -> Path:
     """A copy of the built sample of its own."""
