@@ -81,17 +81,15 @@ def days_to_extend(data_dir: DataDir, day: dt.date) -> list[dt.date]:
     """The feature-set days through `day` after the last one stored (over every feature set),
     so a missed day is caught up; none if nothing is stored yet (the first update builds it)."""
     last_days = [
-        max(days, default=None)
-        for spec in SPECS.values()
-        for days in [
-            storage.recorded_days(
-                data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
-            )
-        ]
+        max(
+            storage.recorded_days(data_dir.resolve(layout.feature_set_table(s.entity, s.name))),
+            default=None,
+        )
+        for s in SPECS.values()
     ]
-    if not last_days or any(last is None for last in last_days):
+    if not last_days or None in last_days:
         return []
-    first = min(last for last in last_days if last is not None) + dt.timedelta(days=1)
+    first = min(d for d in last_days if d is not None) + dt.timedelta(days=1)
     return changes.day_range(first, day)
 
 

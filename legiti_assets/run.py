@@ -106,7 +106,7 @@ def materialize_selection(
         instance=instance,
         tags=tags,
         partition_key=partition_key,
-        asset_selection=[dg.AssetKey(name) for name in selection],
+        asset_selection=[dg.AssetKey(asset) for asset in selection],
         run_config=QUIET,
         raise_on_error=False,
     )
