@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from legiti_assets.event_log import PooledSqliteEventLogStorage
+from legiti_assets.partitions import RANGE_RUN_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 days = dg.DailyPartitionsDefinition(start_date="2020-01-01", end_date="2020-01-11")
@@ -72,16 +73,38 @@ def _history(instance: dg.DagsterInstance) -> dict[str, object]:
         "latest_metadata": instance.get_latest_materialization_event(key)
         .asset_materialization.metadata["days"]
         .value,
+        "latest_partition": instance.get_latest_materialization_event(key).dagster_event.partition,
+        "materialized_partitions": sorted(instance.get_materialized_partitions(key)),
+        # their values (data versions) differ between runs; which are indexed must not
+        "indexed_tag_keys": Counter(
+            key for tags in storage.get_event_tags_for_asset(key) for key in tags
+        ),
     }
 
 
+# RANGE_RUN_ENV (set by the entry points): a range run's per-day events stored as one batch
+@pytest.mark.parametrize("range_run_env", [False, True])
 def test_pooled_event_log_records_what_the_stock_one_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, range_run_env: bool
 ) -> None:
+    for name, value in RANGE_RUN_ENV.items():
+        if range_run_env:
+            monkeypatch.setenv(name, value)
+        else:
+            monkeypatch.delenv(name, raising=False)
     stock_home, pooled_home = tmp_path / "stock", tmp_path / "pooled"
     with _instance(stock_home, pooled=False) as stock:
         expected = _history(stock)
     monkeypatch.setenv("DAGSTER_HOME", str(pooled_home))
+    batches: list[tuple[str, int]] = []
+    store_batch = PooledSqliteEventLogStorage.store_event_batch
+
+    def spy(storage: PooledSqliteEventLogStorage, events: list) -> None:
+        types = sorted({event.get_dagster_event().event_type_value for event in events})
+        batches.append(("+".join(types), len(events)))
+        store_batch(storage, events)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", spy)
     with _instance(pooled_home, pooled=True) as pooled:
         assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
         assert _history(pooled) == expected
@@ -91,8 +114,16 @@ def test_pooled_event_log_records_what_the_stock_one_does(
         "2020-01-03": 2,
         "2020-01-04": 2,
     }
-    assert expected["attempted_not_materialized"] == ["2020-01-08", "2020-01-09"]
+    # with one planned event per asset, a failed range run's days read as missing, not failed
+    failed = [] if range_run_env else ["2020-01-08", "2020-01-09"]
+    assert expected["attempted_not_materialized"] == failed
+    assert expected["latest_partition"] == "2020-01-06"
+    assert expected["indexed_tag_keys"]["dagster/data_version"] == 8
+    assert expected["materialized_partitions"] == [f"2020-01-0{d}" for d in range(1, 7)]
     assert (pooled_home / "history/runs/index.db").exists()
+    # the two successful runs' four days each, stored as one batch each
+    materialized = [n for types, n in batches if types == "ASSET_MATERIALIZATION"]
+    assert materialized == ([4, 4] if range_run_env else [])
 
 
 def test_refuses_a_dagster_version_it_was_not_verified_with() -> None:
