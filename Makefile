@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DAGSTER_PORT ?= 3000
 
-.PHONY: help install awesome-dataset update dev serve bench-online test lint format clean
+.PHONY: help install jvm-archive awesome-dataset update dev serve bench-online test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,9 +22,13 @@ help: ## list the targets
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --compile-bytecode  # imports skip compiling even under PYTHONDONTWRITEBYTECODE
+	$(RUN) python -m legiti_assets.jvm_archive  # once per machine: Spark's JVM starts ~3 s faster
 	@touch $@
 
 install: .venv/.installed ## create .venv from uv.lock (uv is pip-installed if missing)
+
+jvm-archive: install ## rebuild the Spark driver JVM's class-data archive (~40 s; legiti_assets/jvm_archive.py)
+	$(RUN) python -m legiti_assets.jvm_archive --force
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)

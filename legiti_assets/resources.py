@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from legiti_assets import layout, local_fs
+from legiti_assets import jvm_archive, layout, local_fs
 from legiti_assets.online_store import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
@@ -73,6 +73,11 @@ class SparkResource(LazyPySparkResource):
         default=True,
         description="Local masters: file:// without a forked chmod per file (local_fs.py).",
     )
+    class_data_sharing: bool = Field(
+        default=True,
+        description="Map the driver JVM's classes from the archive `make install` builds "
+        "(jvm_archive.py), when there is one: ~3 s less per process.",
+    )
     _session: SparkSession | None = PrivateAttr(default=None)
 
     def resolved_master(self) -> str:
@@ -103,6 +108,11 @@ class SparkResource(LazyPySparkResource):
             if self.fork_free_local_fs:
                 config.update(local_fs.spark_config())
         config.update({key: str(value) for key, value in self.spark_config.items()})
+        if self.class_data_sharing:
+            sharing = jvm_archive.java_options(config)
+            if sharing:
+                java = config.get("spark.driver.extraJavaOptions", "")
+                config["spark.driver.extraJavaOptions"] = f"{java} {sharing}".strip()
         # days are UTC days everywhere (partitions, windows, Parquet timestamps): not a setting
         config["spark.sql.session.timeZone"] = "UTC"
         return config

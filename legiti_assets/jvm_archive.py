@@ -1,0 +1,145 @@
+"""A class-data sharing archive for the Spark driver's JVM: its cold start, paid once per machine.
+
+Every process that starts Spark (the main job, a daily run, an update, the UI's runs) loads
+and verifies the same ~15,000 classes from pyspark's jars before its first job. Java 17 can
+map them from an archive instead (AppCDS, `-XX:SharedArchiveFile`): the sample's main job
+took ~3 s less with it (README, "Benchmarks").
+
+`python -m legiti_assets.jvm_archive` (run by `make install`) builds it: the main job on a
+small synthetic landing, in a temporary directory, under `spark-submit` with
+`-XX:ArchiveClassesAtExit`, so the archive holds the classes a real run loads. `spark-submit`
+returns once the JVM has exited, that is once the archive is written; it is then moved into
+place whole. SparkResource uses it when it exists for the same Java, pyspark and driver class
+path (the archive's name is a digest of them). A JVM that cannot use an archive runs without
+it: the archive is only ever a speed-up.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyspark
+
+from legiti_assets import local_fs
+
+# The classes a JVM maps from the archive; its own messages about it (a stale archive is
+# ignored, with a warning on stdout otherwise) stay out of the terminal.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off -Xlog:class+path=off"
+TRAINING_DAYS = 60  # enough for every window (30 days) and the lookback
+TRAINING_ORDERS = 2_000
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "legiti-assets"
+
+
+def _java() -> Path:
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return Path(os.path.realpath(found)) if found else Path("java")
+
+
+def archive_path(config: dict[str, str]) -> Path:
+    """Where the archive for a session of `config` is (or would be): named by what a JVM checks
+    before mapping it, the Java binary, pyspark's jars and the driver's extra class path."""
+    java = _java()
+    identity = "\n".join(
+        [
+            str(java),
+            str(java.stat().st_mtime_ns) if java.exists() else "",
+            pyspark.__version__,
+            str(Path(pyspark.__file__).parent),
+            config.get("spark.driver.extraClassPath", ""),
+        ]
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return _cache_dir() / f"spark-driver-cds-{digest}.jsa"
+
+
+def java_options(config: dict[str, str]) -> str:
+    """The driver's JVM options that map the archive, or "" when there is none yet."""
+    path = archive_path(config)
+    return f"-XX:SharedArchiveFile={path} {QUIET}" if path.is_file() else ""
+
+
+TRAINING_SCRIPT = """
+import os, sys
+from pathlib import Path
+from legiti_assets import run, synthetic
+work = Path(sys.argv[1])
+size = synthetic.Size(int(sys.argv[2]), int(sys.argv[3]))
+synthetic.write_landing(synthetic.generate(size), work / "data")
+os.environ.update(LEGITI_DATA_DIR=str(work / "data"), DAGSTER_HOME=str(work / "home"))
+start, end = synthetic.day_range(size)
+run.main(["--start", str(start), "--end", str(end)])
+"""
+
+
+def build(config: dict[str, str], orders: int = TRAINING_ORDERS, days: int = TRAINING_DAYS) -> Path:
+    """Build the archive for sessions of `config` (replacing any) and return its path."""
+    target = archive_path(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # the run under spark-submit imports pyspark from Spark's zip, beside no jars: the file
+    # system's jar, which its session settings name, must be built beforehand
+    local_fs.jar()
+    staged = target.with_suffix(f".{os.getpid()}.tmp")
+    options = config.get("spark.driver.extraJavaOptions", "")
+    settings = {
+        **config,
+        "spark.driver.extraJavaOptions": f"{options} "
+        f"-XX:ArchiveClassesAtExit={staged} {QUIET}".strip(),
+    }
+    submit = [str(Path(pyspark.__file__).parent / "bin" / "spark-submit")]
+    submit += ["--master", settings.pop("spark.master", "local[*]")]
+    for key, value in settings.items():
+        submit += ["--conf", f"{key}={value}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "home").mkdir()
+        shutil.copy(Path(__file__).parents[1] / "dagster.yaml", work / "home" / "dagster.yaml")
+        script = work / "train.py"
+        script.write_text(TRAINING_SCRIPT)
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+        done = subprocess.run(
+            [*submit, str(script), str(work), str(orders), str(days)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    if done.returncode or not staged.is_file():
+        staged.unlink(missing_ok=True)
+        raise RuntimeError(f"building {target} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    os.replace(staged, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    from legiti_assets.resources import SparkResource
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    args = parser.parse_args(argv)
+    config = SparkResource(class_data_sharing=False).session_config()
+    path = archive_path(config)
+    if path.is_file() and not args.force:
+        print(f"JVM class-data archive: {path}")
+        return
+    began = time.perf_counter()
+    try:
+        build(config)
+    except (RuntimeError, OSError) as error:
+        # only a speed-up: say why and go on without it
+        print(f"no JVM class-data archive (Spark starts without it): {error}", file=sys.stderr)
+        return
+    print(f"JVM class-data archive: {path} ({time.perf_counter() - began:.0f} s to build)")
+
+
+if __name__ == "__main__":
+    main()
