@@ -164,11 +164,14 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                     SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id]
                 )
         with self.index_transaction() as conn:
-            # the index's ids, one insert each: the tags and the asset's row refer to them
-            ids = [
-                conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0]
-                for row in rows
-            ]
+            # the index's ids, in the rows' order, refer the tags and the asset's row to them
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            ids = [row[0] for row in inserted]
             self._store_asset_event_tags(conn, events, ids)
             last = {
                 event.get_dagster_event().asset_key: (event, id_)

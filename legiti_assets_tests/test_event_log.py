@@ -75,6 +75,11 @@ def _history(instance: dg.DagsterInstance) -> dict[str, object]:
         .value,
         "latest_partition": instance.get_latest_materialization_event(key).dagster_event.partition,
         "materialized_partitions": sorted(instance.get_materialized_partitions(key)),
+        # the asset's row names the last event stored, by its id in the index
+        "latest_is_last_stored": instance.get_asset_records([key])[
+            0
+        ].asset_entry.last_materialization_record.storage_id
+        == max(r.storage_id for r in instance.fetch_materializations(key, 100).records),
         # their values (data versions) differ between runs; which are indexed must not
         "indexed_tag_keys": Counter(
             key for tags in storage.get_event_tags_for_asset(key) for key in tags
@@ -118,6 +123,7 @@ def test_pooled_event_log_records_what_the_stock_one_does(
     failed = [] if range_run_env else ["2020-01-08", "2020-01-09"]
     assert expected["attempted_not_materialized"] == failed
     assert expected["latest_partition"] == "2020-01-06"
+    assert expected["latest_is_last_stored"]
     assert expected["indexed_tag_keys"]["dagster/data_version"] == 8
     assert expected["materialized_partitions"] == [f"2020-01-0{d}" for d in range(1, 7)]
     assert (pooled_home / "history/runs/index.db").exists()
