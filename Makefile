@@ -78,6 +78,7 @@ clean: ## remove generated data, Dagster history and caches (keeps the landing f
 SIZE ?= 10k
 SEED ?= 20200717
 SIZES ?= 10k,100k
+BENCH_ARGS ?=  # e.g. --stock-cap 0 (skip stock butterfree), --daily-repeats 5
 
 data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in LEGITI_DATA_DIR
 	@if [ "$(realpath $(LEGITI_DATA_DIR))" = "$(realpath data)" ]; then \
@@ -85,7 +86,7 @@ data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in
 	$(RUN) python -m legiti_assets.synthetic --size $(SIZE) --seed $(SEED) --data-dir $(LEGITI_DATA_DIR)
 
 bench: install ## benchmark assets vs DuckDB and stock butterfree on SIZES (e.g. SIZES=1m)
-	$(RUN) python -m benchmarks.bench --sizes $(SIZES) --seed $(SEED)
+	$(RUN) python -m benchmarks.bench --sizes $(SIZES) --seed $(SEED) $(BENCH_ARGS)
 
 bench-update: install ## make update after one-day drops vs a full build, on SIZE=10k|100k|1m|10m
 	$(RUN) python -m benchmarks.bench_update --size $(SIZE) --seed $(SEED)
