@@ -871,7 +871,9 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         "awesome-dataset`, online store included) over START..END in a fresh data directory; "
         "*daily*: then `dagster asset materialize` of the feature sets for END, against the "
         "bare script's `--day END` (medians of the repeats); *sample*: the 9-row sample, "
-        "2018-05-12..2020-07-17. *load*: 1-min load average as each process ended.",
+        "2018-05-12..2020-07-17. *load*: 1-min load average as each process ended. Our "
+        "processes start Spark's JVM from the class-data archive `make install` builds "
+        "(`legiti_assets/jvm_archive.py`); the bare script starts a plain JVM.",
         "",
         "## Targets",
         "",

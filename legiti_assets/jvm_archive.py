@@ -35,11 +35,6 @@ TRAINING_DAYS = 60  # enough for every window (30 days) and the lookback
 TRAINING_ORDERS = 2_000
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "legiti-assets"
-
-
 def _java() -> Path:
     home = os.environ.get("JAVA_HOME")
     found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
@@ -60,7 +55,7 @@ def archive_path(config: dict[str, str]) -> Path:
         ]
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return _cache_dir() / f"spark-driver-cds-{digest}.jsa"
+    return local_fs.cache_dir() / f"spark-driver-cds-{digest}.jsa"
 
 
 def java_options(config: dict[str, str]) -> str:

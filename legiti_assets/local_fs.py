@@ -30,7 +30,8 @@ def _spark_jars() -> Path:
     return Path(pyspark.__file__).parent / "jars"
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where what is built once per machine is kept: $XDG_CACHE_HOME/legiti-assets."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "legiti-assets"
 
@@ -43,7 +44,7 @@ def _java() -> str:
 def jar() -> Path:
     """The jar holding CLASS_NAME, built on first use (about a second) and reused after."""
     digest = hashlib.sha256(SOURCE.read_bytes() + pyspark.__version__.encode()).hexdigest()
-    target = _cache_dir() / f"nio-local-fs-{digest[:16]}.jar"
+    target = cache_dir() / f"nio-local-fs-{digest[:16]}.jar"
     if target.exists():
         return target
     jars = _spark_jars()
