@@ -698,6 +698,10 @@ def _bare_targets(name: str, versus: dict) -> list[tuple[str, str, bool]]:
     return [(f"{name}: {what}", value, ok) for what, value, ok in checks]
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def targets(results: list[dict], sample: dict | None = None) -> list[str]:
     """The issue's targets, judged on each size's latest figures (1m is the one they name; the
     main job's against bare PySpark is named at 100k)."""
@@ -714,8 +718,8 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
         checks = [
             (
                 "backfill >= 15x faster than stock butterfree",
-                f"{stock_total / features:.2f}x" if stock_total else "stock not measured",
-                bool(stock_total) and stock_total / features >= 15,
+                f"{stock_total / features:.2f}x" if stock_total else "not measured (--stock-cap 0)",
+                stock_total / features >= 15 if stock_total else None,
             ),
             (
                 "backfill within 5x of DuckDB",
@@ -740,7 +744,7 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
             ),
         ]
         lines += [
-            f"- {r['size']}: {name}: {value} ({'met' if ok else 'NOT met'})"
+            f"- {r['size']}: {name}: {value}" + ("" if ok is None else f" ({_verdict(ok)})")
             for name, value, ok in checks
         ]
         lines += [
