@@ -164,7 +164,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                     SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id]
                 )
         with self.index_transaction() as conn:
-            # the index's ids, in the rows' order, refer the tags and the asset's row to them
+            # the index's ids, in the rows' order (for that SQLAlchemy inserts SQLite's rows
+            # one by one, in this one transaction), refer the tags and the asset's row to them
             inserted = conn.execute(
                 SqlEventLogStorageTable.insert().returning(
                     SqlEventLogStorageTable.c.id, sort_by_parameter_order=True

@@ -1,7 +1,7 @@
 """A class-data sharing archive for the Spark driver's JVM: its cold start, paid once per machine.
 
 Every process that starts Spark (the main job, a daily run, an update, the UI's runs) loads
-and verifies the same ~15,000 classes from pyspark's jars before its first job. Java 17 can
+and verifies the same thousands of classes from pyspark's jars before its first job. Java 17 can
 map them from an archive instead (AppCDS, `-XX:SharedArchiveFile`): the sample's main job
 took ~3 s less with it (README, "Benchmarks").
 
@@ -9,8 +9,9 @@ took ~3 s less with it (README, "Benchmarks").
 small synthetic landing, in a temporary directory, under `spark-submit` with
 `-XX:ArchiveClassesAtExit`, so the archive holds the classes a real run loads. `spark-submit`
 returns once the JVM has exited, that is once the archive is written; it is then moved into
-place whole. SparkResource uses it when it exists for the same Java, pyspark and driver class
-path (the archive's name is a digest of them). A JVM that cannot use an archive runs without
+place whole; the run touches nothing of the user's (no `LEGITI_*` setting reaches it).
+SparkResource uses it when it exists for the same Java and class path (the archive's name is a
+digest of the files a JVM checks before mapping it). A JVM that cannot use an archive runs without
 it: the archive is only ever a speed-up.
 """
 
@@ -33,6 +34,7 @@ from legiti_assets import local_fs
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off -Xlog:class+path=off"
 TRAINING_DAYS = 60  # enough for every window (30 days) and the lookback
 TRAINING_ORDERS = 2_000
+BUILD_TIMEOUT_SECONDS = 900
 
 
 def _java() -> Path:
@@ -41,25 +43,33 @@ def _java() -> Path:
     return Path(os.path.realpath(found)) if found else Path("java")
 
 
+def _class_path(config: dict[str, str]) -> list[Path]:
+    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    extra = [Path(p) for p in config.get("spark.driver.extraClassPath", "").split(os.pathsep) if p]
+    return [*jars, *extra]
+
+
 def archive_path(config: dict[str, str]) -> Path:
     """Where the archive for a session of `config` is (or would be): named by what a JVM checks
-    before mapping it, the Java binary, pyspark's jars and the driver's extra class path."""
-    java = _java()
-    identity = "\n".join(
-        [
-            str(java),
-            str(java.stat().st_mtime_ns) if java.exists() else "",
-            pyspark.__version__,
-            str(Path(pyspark.__file__).parent),
-            config.get("spark.driver.extraClassPath", ""),
-        ]
-    )
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    before mapping it, the Java binary and each class path jar's path, size and time."""
+    files = [_java(), *_class_path(config)]
+    identity = [pyspark.__version__]
+    for path in files:
+        try:
+            stat = path.stat()
+            identity.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        except OSError:
+            identity.append(f"{path}:missing")
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
     return local_fs.cache_dir() / f"spark-driver-cds-{digest}.jsa"
 
 
 def java_options(config: dict[str, str]) -> str:
-    """The driver's JVM options that map the archive, or "" when there is none yet."""
+    """The driver's JVM options that map the archive, or "" when there is none yet or the
+    session's own options already choose how classes are shared."""
+    own = config.get("spark.driver.extraJavaOptions", "")
+    if "SharedArchiveFile" in own or "-Xshare" in own:
+        return ""
     path = archive_path(config)
     return f"-XX:SharedArchiveFile={path} {QUIET}" if path.is_file() else ""
 
@@ -88,30 +98,42 @@ def build(config: dict[str, str], orders: int = TRAINING_ORDERS, days: int = TRA
     options = config.get("spark.driver.extraJavaOptions", "")
     settings = {
         **config,
-        "spark.driver.extraJavaOptions": f"{options} "
-        f"-XX:ArchiveClassesAtExit={staged} {QUIET}".strip(),
+        "spark.driver.extraJavaOptions": f"{options} -XX:ArchiveClassesAtExit={staged}".strip(),
     }
     submit = [str(Path(pyspark.__file__).parent / "bin" / "spark-submit")]
     submit += ["--master", settings.pop("spark.master", "local[*]")]
     for key, value in settings.items():
         submit += ["--conf", f"{key}={value}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "home").mkdir()
-        shutil.copy(Path(__file__).parents[1] / "dagster.yaml", work / "home" / "dagster.yaml")
-        script = work / "train.py"
-        script.write_text(TRAINING_SCRIPT)
-        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-        done = subprocess.run(
-            [*submit, str(script), str(work), str(orders), str(days)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-    if done.returncode or not staged.is_file():
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "home").mkdir()
+            shutil.copy(Path(__file__).parents[1] / "dagster.yaml", work / "home" / "dagster.yaml")
+            script = work / "train.py"
+            script.write_text(TRAINING_SCRIPT)
+            # the training run touches nothing of the user's: no configured online store,
+            # cluster or data directory, only files under `work`
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEGITI_")}
+            env.update(
+                PYSPARK_PYTHON=sys.executable,
+                PYSPARK_DRIVER_PYTHON=sys.executable,
+                SPARK_LOCAL_IP="127.0.0.1",
+                LEGITI_ONLINE_STORE=f"sqlite:///{work / 'online_store.db'}",
+            )
+            done = subprocess.run(
+                [*submit, str(script), str(work), str(orders), str(days)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_SECONDS,
+            )
+        if done.returncode or not staged.is_file():
+            raise RuntimeError(
+                f"building {target} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
+        os.replace(staged, target)
+    finally:
         staged.unlink(missing_ok=True)
-        raise RuntimeError(f"building {target} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    os.replace(staged, target)
     return target
 
 
@@ -121,16 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
     args = parser.parse_args(argv)
-    config = SparkResource(class_data_sharing=False).session_config()
-    path = archive_path(config)
-    if path.is_file() and not args.force:
-        print(f"JVM class-data archive: {path}")
-        return
     began = time.perf_counter()
     try:
+        # a local session: the archive is the driver's, whatever master runs the work
+        config = SparkResource(master="local[*]", class_data_sharing=False).session_config()
+        path = archive_path(config)
+        if path.is_file() and not args.force:
+            print(f"JVM class-data archive: {path}")
+            return
         build(config)
-    except (RuntimeError, OSError) as error:
-        # only a speed-up: say why and go on without it
+    except Exception as error:  # only a speed-up: say why and go on without it
         print(f"no JVM class-data archive (Spark starts without it): {error}", file=sys.stderr)
         return
     print(f"JVM class-data archive: {path} ({time.perf_counter() - began:.0f} s to build)")

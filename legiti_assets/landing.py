@@ -231,7 +231,11 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         # one job: distinct lines per order id (timestamps are checked, so parsing them loses
         # nothing); more lines than ids means an order_id with two versions, and only then is
         # it worth finding their line numbers
-        counts = events.agg(F.count("*"), F.count_distinct("order_id")).first()
+        try:
+            counts = events.agg(F.count("*"), F.count_distinct("order_id")).first()
+        except Exception:
+            events.unpersist()
+            raise
         assert counts is not None
         orders, ids = counts
         if orders != ids:

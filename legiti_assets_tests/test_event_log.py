@@ -110,6 +110,14 @@ def test_pooled_event_log_records_what_the_stock_one_does(
         store_batch(storage, events)
 
     monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch", spy)
+    one_by_one: list[str] = []
+    store_one = PooledSqliteEventLogStorage.store_event
+
+    def spy_one(storage: PooledSqliteEventLogStorage, event) -> None:
+        one_by_one.append(event.get_dagster_event().event_type_value)
+        store_one(storage, event)
+
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event", spy_one)
     with _instance(pooled_home, pooled=True) as pooled:
         assert isinstance(pooled.event_log_storage, PooledSqliteEventLogStorage)
         assert _history(pooled) == expected
@@ -130,6 +138,8 @@ def test_pooled_event_log_records_what_the_stock_one_does(
     # the two successful runs' four days each, stored as one batch each
     materialized = [n for types, n in batches if types == "ASSET_MATERIALIZATION"]
     assert materialized == ([4, 4] if range_run_env else [])
+    # ... and not one event at a time
+    assert one_by_one.count("ASSET_MATERIALIZATION") == (0 if range_run_env else 8)
 
 
 def test_refuses_a_dagster_version_it_was_not_verified_with() -> None:

@@ -54,3 +54,51 @@ def test_the_built_archive_is_mapped_by_the_driver(tmp_path: Path, monkeypatch) 
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["5", "True"]
     assert "cds" not in done.stdout + done.stderr  # the JVM said nothing about it
+
+
+def test_the_sessions_own_sharing_options_win(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    own = {"spark.driver.extraJavaOptions": "-XX:SharedArchiveFile=/mine.jsa"}
+    path = jvm_archive.archive_path(own)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert jvm_archive.java_options(own) == ""
+    assert jvm_archive.java_options({"spark.driver.extraJavaOptions": "-Xshare:off"}) == ""
+    assert jvm_archive.java_options({"spark.driver.extraJavaOptions": "-Dx=1"}).startswith(SHARING)
+
+
+def test_the_training_run_touches_nothing_of_the_users(tmp_path: Path, monkeypatch) -> None:
+    """It runs the main job: with the user's online store or cluster it would write to them."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LEGITI_ONLINE_STORE", "redis://production:6379/0")
+    monkeypatch.setenv("LEGITI_SPARK_MASTER", "spark://cluster:7077")
+    monkeypatch.setenv("LEGITI_DATA_DIR", "/srv/data")
+    seen: dict[str, object] = {}
+    run = subprocess.run  # the file system jar's compiler runs for real
+
+    def spark_submit(command: list[str], **kwargs):
+        if not any("ArchiveClassesAtExit=" in c for c in command):
+            return run(command, **kwargs)
+        seen["command"], seen["env"] = command, kwargs["env"]
+        option = next(c for c in command if "ArchiveClassesAtExit=" in c)
+        Path(option.split("ArchiveClassesAtExit=")[1].split()[0]).write_bytes(b"archive")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(jvm_archive.subprocess, "run", spark_submit)
+    config = SparkResource(master="local[*]", class_data_sharing=False).session_config()
+    built = jvm_archive.build(config)
+    assert built.read_bytes() == b"archive" and not list(built.parent.glob("*.tmp"))
+    env = seen["env"]
+    assert isinstance(env, dict)
+    assert "LEGITI_SPARK_MASTER" not in env and "LEGITI_DATA_DIR" not in env
+    assert env["LEGITI_ONLINE_STORE"].startswith("sqlite:///")
+    assert env["PYSPARK_DRIVER_PYTHON"] == sys.executable
+    assert seen["command"][1:3] == ["--master", "local[*]"]
+
+
+def test_install_goes_on_without_java(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    jvm_archive.main([])  # make install's step: no exception
+    assert "no JVM class-data archive (Spark starts without it)" in capsys.readouterr().err
+    assert not list((tmp_path / "legiti-assets").glob("*.jsa"))
