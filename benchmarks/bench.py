@@ -706,7 +706,7 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
     """The issue's targets, judged on each size's latest figures (1m is the one they name; the
     main job's against bare PySpark is named at 100k)."""
     judged = _bare_targets("sample", sample["versus"]) if sample else []
-    lines = [f"- {name}: {value} ({'met' if ok else 'NOT met'})" for name, value, ok in judged]
+    lines = [f"- {name}: {value} ({_verdict(ok)})" for name, value, ok in judged]
     per_event: dict[str, float] = {}
     for r in results:
         st, ddb, stock = r["stages"], r["duckdb"], r.get("stock", {})
@@ -750,7 +750,7 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
             for name, value, ok in checks
         ]
         lines += [
-            f"- {name}: {value} ({'met' if ok else 'NOT met'})"
+            f"- {name}: {value} ({_verdict(ok)})"
             for name, value, ok in _bare_targets(r["size"], r.get("versus", {}))
         ]
     sizes = [s for s in synthetic.SIZES if s in per_event]
@@ -758,7 +758,7 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
         ratio = per_event[large] / per_event[small]
         lines.append(
             f"- {small} -> {large}: feature backfill time per event x{ratio:.2f} "
-            f"({'met' if ratio <= 1 else 'NOT met'}: linear or better means <= 1)"
+            f"({_verdict(ratio <= 1)}: linear or better means <= 1)"
         )
     by_size = {r["size"]: ratios(r) for r in results}
     if "1m" in by_size and "10m" in by_size:
@@ -767,7 +767,7 @@ def targets(results: list[dict], sample: dict | None = None) -> list[str]:
                 large = by_size["10m"][name]
                 lines.append(
                     f"- 1m -> 10m: {name} {small:.2f}x -> {large:.2f}x "
-                    f"({'met' if large <= small else 'NOT met'}: no ratio worse at 10m)"
+                    f"({_verdict(large <= small)}: no ratio worse at 10m)"
                 )
     return lines
 

@@ -38,13 +38,12 @@ BUILD_TIMEOUT_SECONDS = 900
 
 
 def _java() -> Path:
-    home = os.environ.get("JAVA_HOME")
-    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    return Path(os.path.realpath(found)) if found else Path("java")
+    found = shutil.which(local_fs.java())
+    return Path(os.path.realpath(found)) if found else Path(local_fs.java())
 
 
 def _class_path(config: dict[str, str]) -> list[Path]:
-    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    jars = sorted(local_fs.spark_jars().glob("*.jar"))
     extra = [Path(p) for p in config.get("spark.driver.extraClassPath", "").split(os.pathsep) if p]
     return [*jars, *extra]
 

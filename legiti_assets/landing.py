@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -240,10 +241,7 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         orders, ids = counts
         if orders != ids:
             events.unpersist()
-            _check_duplicates(lines, checked, path)  # raises, naming the lines
-            raise LandingFileError(
-                path, [(None, "order_id", "an order_id appears with different values")], 1
-            )
+            _raise_duplicates(lines, checked, path)
     finally:
         checked.unpersist()
     return LandingBatch(
@@ -265,8 +263,9 @@ def _raise_row_problems(
     raise LandingFileError(path, problems[:MAX_REPORTED_ERRORS], total)
 
 
-def _check_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> None:
-    """The same order_id twice is fine when both lines agree (a re-delivery), an error if not."""
+def _raise_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> NoReturn:
+    """Name the lines of order_ids that appear with different values (a re-delivery of the
+    same line is fine)."""
     by_id = Window.partitionBy("order_id")
     versions = F.size(
         F.collect_set(
@@ -279,8 +278,6 @@ def _check_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> None:
         F.col("versions") > 1
     )
     rows = conflicts.orderBy("order_id", "_row").limit(MAX_REPORTED_ERRORS).collect()
-    if not rows:
-        return
     total = conflicts.count()
     numbers = _line_numbers(lines, [r["_row"] for r in rows])
     raise LandingFileError(

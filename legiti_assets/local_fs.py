@@ -26,7 +26,7 @@ CLASS_NAME = "legiti.hadoop.NioRawLocalFileSystem"
 JANINO = ("janino-3.1.9.jar", "commons-compiler-3.1.9.jar")
 
 
-def _spark_jars() -> Path:
+def spark_jars() -> Path:
     return Path(pyspark.__file__).parent / "jars"
 
 
@@ -36,7 +36,8 @@ def cache_dir() -> Path:
     return Path(base) / "legiti-assets"
 
 
-def _java() -> str:
+def java() -> str:
+    """The java command: $JAVA_HOME's, else the one on PATH."""
     home = os.environ.get("JAVA_HOME")
     return str(Path(home) / "bin" / "java") if home else "java"
 
@@ -47,13 +48,13 @@ def jar() -> Path:
     target = cache_dir() / f"nio-local-fs-{digest[:16]}.jar"
     if target.exists():
         return target
-    jars = _spark_jars()
+    jars = spark_jars()
     with tempfile.TemporaryDirectory() as tmp:
         classes = Path(tmp) / "classes"
         classes.mkdir()
         done = subprocess.run(
             [
-                _java(),
+                java(),
                 "-cp",
                 os.pathsep.join(str(jars / name) for name in JANINO),
                 "org.codehaus.commons.compiler.samples.CompilerDemo",
