@@ -59,11 +59,17 @@ class LandingFileError(Exception):
 
 @dataclass
 class LandingBatch:
-    """The validated events: one row per order, with typed timestamps."""
+    """The validated events: one row per order, with typed timestamps. Persisted: call
+    `unpersist` when done with them."""
 
-    events: DataFrame  # persisted: the caller unpersists it
+    events: DataFrame
     orders: int
     ignored_columns: list[str] = field(default_factory=list)
+    # what is persisted, when `events` is computed from it rather than persisted itself
+    cached: DataFrame | None = None
+
+    def unpersist(self) -> None:
+        (self.cached if self.cached is not None else self.events).unpersist()
 
 
 def read_header(path: str) -> list[str]:
@@ -96,11 +102,20 @@ def read_header(path: str) -> list[str]:
 
 
 def _timestamp(column: str) -> Column:
-    return F.to_timestamp(F.col(column), "yyyy-MM-dd HH:mm:ss")
+    """The column's timestamp, or null unless it is `YYYY-MM-DD HH:MM:SS` of a real instant.
+    Only text of that shape is parsed: Spark raises, rather than returning null, on text its
+    legacy parser would have read (an offset, a one-digit month)."""
+    raw = F.col(column)
+    return F.when(raw.rlike(TIMESTAMP_PATTERN), F.to_timestamp(raw, "yyyy-MM-dd HH:mm:ss"))
+
+
+# Each timestamp column's parsed value, parsed once per line: every check and the events use it.
+PARSED = {column: f"_{column}" for column in TIMESTAMP_COLUMNS}
 
 
 def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
-    """(field, message) for each check; the message column is null when the row is fine."""
+    """(field, message) for each check of a line's fields and `PARSED` timestamps; the
+    message column is null when the line is fine."""
     checks: list[tuple[str, Column]] = []
     for column in ("order_id", "cpf"):
         value = F.col(column)
@@ -115,8 +130,8 @@ def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
             )
         )
     for column in TIMESTAMP_COLUMNS:
-        raw, parsed = F.col(column), _timestamp(column)
-        bad_format = ~raw.rlike(TIMESTAMP_PATTERN) | parsed.isNull()
+        raw, parsed = F.col(column), F.col(PARSED[column])
+        bad_format = parsed.isNull()
         shown = F.substring(raw, 1, 40)
         checks.append(
             (
@@ -143,7 +158,7 @@ def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
         (
             "chargeback_timestamp",
             F.when(
-                _timestamp("chargeback_timestamp") < _timestamp("order_timestamp"),
+                F.col(PARSED["chargeback_timestamp"]) < F.col(PARSED["order_timestamp"]),
                 F.lit("is before the order's order_timestamp"),
             ),
         )
@@ -168,12 +183,9 @@ def _line_numbers(lines: DataFrame, row_ids: list[int]) -> dict[int, int]:
     return {rid: offsets[rid >> 33] + (rid & ((1 << 33) - 1)) for rid in row_ids}
 
 
-def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
-    """Parse and validate the whole landing file, or raise `LandingFileError`."""
-    header = read_header(path)
-    lines = spark.read.text(storage.file_uri(Path(path))).withColumn(
-        "_row", F.monotonically_increasing_id()
-    )
+def _checked(lines: DataFrame, header: list[str], first_day: dt.date) -> DataFrame:
+    """Each record line (not the header, not blank) as `_row`, its fields, their `PARSED`
+    timestamps and `_problems`: the messages of its failed checks, as `field:message`."""
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
     value = F.col("value")
     too_long = F.octet_length(value) > MAX_LINE_BYTES
@@ -197,6 +209,9 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         F.col("r._corrupt").isNotNull().alias("_malformed"),
         *[F.col(f"r.c{wanted[name]}").alias(name) for name in REQUIRED_COLUMNS],
     )
+    # a column of its own, so the optimizer parses each timestamp once, not once per check
+    for column, parsed in PARSED.items():
+        raw = raw.withColumn(parsed, _timestamp(column))
     problem_list = [
         F.when(F.col("_not_utf8"), F.lit("_:the line is not valid UTF-8")),
         F.when(
@@ -205,49 +220,58 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         ),
         *[F.concat(F.lit(f"{name}:"), message) for name, message in _problems(first_day)],
     ]
-    checked = raw.withColumn(
+    return raw.withColumn(
         "_problems",
         F.when(
             F.col("_too_long"), F.array(F.lit(f"_:the line is longer than {MAX_LINE_BYTES} bytes"))
         ).otherwise(F.filter(F.array(*problem_list), lambda p: p.isNotNull())),
-    ).persist()
+    )
+
+
+def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
+    """Parse and validate the whole landing file, or raise `LandingFileError`."""
+    header = read_header(path)
+    lines = spark.read.text(storage.file_uri(Path(path))).withColumn(
+        "_row", F.monotonically_increasing_id()
+    )
+    checked = _checked(lines, header, first_day)
+    # identical lines of one order are a re-delivery, kept once; a line with a problem is
+    # kept too, flagged, so one pass over the file both validates it and caches the events
+    flagged = checked.select(
+        "order_id",
+        F.col(PARSED["order_timestamp"]).alias("order_timestamp"),
+        "cpf",
+        F.col(PARSED["chargeback_timestamp"]).alias("chargeback_timestamp"),
+        (F.size("_problems") > 0).alias("_bad"),
+    ).dropDuplicates()
+    cached = flagged.persist()
     try:
-        bad = checked.where(F.size("_problems") > 0)
-        n_bad = bad.count()
-        if n_bad:
+        # more distinct lines than ids means an order_id with two versions, and only then is it
+        # worth finding their line numbers
+        stats = cached.agg(
+            F.count_if("_bad"),
+            F.count_if(~F.col("_bad")),
+            F.count_distinct(F.when(~F.col("_bad"), F.col("order_id"))),
+        ).first()
+        assert stats is not None
+        bad_records, orders, ids = stats
+        if bad_records:
+            bad = checked.where(F.size("_problems") > 0)
             sample = bad.orderBy("_row").select("_row", "_problems").limit(MAX_REPORTED_ERRORS)
             rows = sample.collect()
-            _raise_row_problems(lines, path, [(r["_row"], r["_problems"]) for r in rows], n_bad)
-        # identical lines of one order are a re-delivery, kept once
-        events = (
-            checked.select(
-                "order_id",
-                _timestamp("order_timestamp").alias("order_timestamp"),
-                "cpf",
-                _timestamp("chargeback_timestamp").alias("chargeback_timestamp"),
+            _raise_row_problems(
+                lines, path, [(r["_row"], r["_problems"]) for r in rows], bad.count()
             )
-            .dropDuplicates()
-            .persist()
-        )
-        # one job: distinct lines per order id (timestamps are checked, so parsing them loses
-        # nothing); more lines than ids means an order_id with two versions, and only then is
-        # it worth finding their line numbers
-        try:
-            counts = events.agg(F.count("*"), F.count_distinct("order_id")).first()
-        except Exception:
-            events.unpersist()
-            raise
-        assert counts is not None
-        orders, ids = counts
         if orders != ids:
-            events.unpersist()
             _raise_duplicates(lines, checked, path)
-    finally:
-        checked.unpersist()
+    except BaseException:
+        cached.unpersist()
+        raise
     return LandingBatch(
-        events=events,
+        events=cached.drop("_bad"),
         orders=orders,
         ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
+        cached=cached,
     )
 
 
@@ -312,14 +336,14 @@ def keep_landing() -> Iterator[None]:
         _keeping -= 1
         if not _keeping:
             for batch in _kept.values():
-                batch.events.unpersist()
+                batch.unpersist()
             _kept.clear()
 
 
 def release(batch: LandingBatch) -> None:
     """Done with `batch`: free it, unless `keep_landing` keeps it for the next run."""
     if not any(kept is batch for kept in _kept.values()):
-        batch.events.unpersist()
+        batch.unpersist()
 
 
 def read_landing_dir(spark: SparkSession, directory: Path, first_day: dt.date) -> LandingBatch:
@@ -334,7 +358,7 @@ def read_landing_dir(spark: SparkSession, directory: Path, first_day: dt.date) -
     batch = _read_landing_files(spark, directory, files, first_day)
     if _keeping:
         for old in _kept.values():
-            old.events.unpersist()
+            old.unpersist()
         _kept.clear()
         _kept[identity] = batch
     return batch
@@ -365,5 +389,5 @@ def _read_landing_files(
         orders = events.count()
     finally:
         for batch in batches:
-            batch.events.unpersist()
+            batch.unpersist()
     return LandingBatch(events=events, orders=orders, ignored_columns=ignored)

@@ -29,7 +29,7 @@ def events(spark, path: Path) -> list[tuple]:
     try:
         return sorted(tuple(row) for row in batch.events.collect())
     finally:
-        batch.events.unpersist()
+        batch.unpersist()
 
 
 VALID_VARIANTS = {
@@ -61,9 +61,18 @@ def test_valid_variants_read_exactly_as_the_plain_file(spark, tmp_path, name: st
 def test_extra_columns_are_reported(spark, tmp_path) -> None:
     path = write_landing(tmp_path, VALID_VARIANTS["extra_columns_with_commas"])
     batch = read_landing(spark, str(path), FIRST_DAY)
-    batch.events.unpersist()
+    batch.unpersist()
     assert batch.ignored_columns == ["note"]
     assert batch.orders == 3
+
+
+def test_events_are_cached_once_and_freed(spark, tmp_path) -> None:
+    batch = read_landing(spark, str(write_landing(tmp_path, PLAIN)), FIRST_DAY)
+    assert batch.cached is not None
+    assert batch.cached.storageLevel.useMemory
+    assert batch.events.columns == ["order_id", "order_timestamp", "cpf", "chargeback_timestamp"]
+    batch.unpersist()
+    assert not batch.cached.storageLevel.useMemory
 
 
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
@@ -74,6 +83,19 @@ BAD_FILES = {
     "hour_25": (HEADER + "a,2020-02-03 25:00:00,x,\n", 2, "order_timestamp", "25:00"),
     "time_zone_in_text": (HEADER + "a,2020-02-03T10:00:00Z,x,\n", 2, "order_timestamp", "UTC"),
     "offset_in_text": (HEADER + "a,2020-02-03 10:00:00+03:00,x,\n", 2, "order_timestamp", "UTC"),
+    # Spark's parser raises on this text rather than returning null, whichever check reads it
+    "offset_in_text_with_chargeback": (
+        HEADER + "a,2020-02-03 10:00:00+03:00,x,2020-02-04 00:00:00\n",
+        2,
+        "order_timestamp",
+        "UTC",
+    ),
+    "one_digit_month_chargeback": (
+        HEADER + "a,2020-02-03 10:00:00,x,2020-2-04 00:00:00\n",
+        2,
+        "chargeback_timestamp",
+        "UTC",
+    ),
     "before_first_partition": (HEADER + "a,2009-12-31 23:59:59,x,\n", 2, "order_timestamp", "2010"),
     "far_future": (HEADER + "a,2150-01-01 00:00:00,x,\n", 2, "order_timestamp", "2100"),
     "bad_chargeback": (

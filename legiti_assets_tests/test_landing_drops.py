@@ -21,7 +21,7 @@ def _events(spark, directory: Path) -> list[tuple]:
     try:
         return sorted(tuple(row) for row in batch.events.collect())
     finally:
-        batch.events.unpersist()
+        batch.unpersist()
 
 
 def test_later_files_restate_orders(spark, tmp_path) -> None:

@@ -58,4 +58,4 @@ def test_the_landing_reader_accepts_it(tmp_path: Path, spark) -> None:
         charged = batch.events.where("chargeback_timestamp is not null").count()
         assert 0 < charged < SMALL.orders // 10
     finally:
-        batch.events.unpersist()
+        batch.unpersist()
