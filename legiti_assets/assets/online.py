@@ -24,6 +24,7 @@ from legiti_assets.online_store import FLOAT, FeatureSetTable, OnlineStore, Row
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
+from legiti_assets.spark_compat import python_rows
 
 # The consistency check compares every key up to this many, a deterministic sample beyond.
 SAMPLE_KEYS = 10_000
@@ -56,8 +57,8 @@ def stored_states(
 def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
     # epoch seconds: collected Spark timestamps would be in the driver's local time zone
     selected = states.select(table.key, F.col(TIMESTAMP).cast("long"), *table.feature_columns)
-    for row in selected.toLocalIterator(prefetchPartitions=True):
-        yield row[0], dt.datetime.fromtimestamp(row[1], tz=dt.UTC), list(row[2:])
+    for key, seconds, *values in python_rows(selected):
+        yield key, dt.datetime.fromtimestamp(seconds, tz=dt.UTC), values
 
 
 def mirror_days(
