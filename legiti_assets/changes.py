@@ -25,10 +25,13 @@ EMPTY = "0:0"
 
 def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date, str]:
     """`rows:sum of row hashes` of each day that has rows, days by `dated_by`. A row's hash
-    covers every column by name (a null column is left out of the row's JSON, so it differs
-    from any value), so any added, changed or removed row changes its day's fingerprint (a
-    64-bit hash sum: accidental collisions are negligible)."""
-    row_hash = F.xxhash64(F.to_json(F.struct(*sorted(df.columns)))).cast("decimal(38,0)")
+    covers every column, in name order, each as (is it null, its value): a null differs from
+    any value. So any added, changed or removed row changes its day's fingerprint (a 64-bit
+    hash sum: accidental collisions are negligible)."""
+    # hashing the values themselves: a row's JSON took twice as long to build as to hash
+    row_hash = F.xxhash64(
+        *(F.struct(F.col(c).isNull(), F.col(c)) for c in sorted(df.columns))
+    ).cast("decimal(38,0)")
     rows = (
         df.groupBy(F.to_date(dated_by).alias("day"))
         .agg(F.count(F.lit(1)).alias("n"), F.sum(row_hash).alias("h"))

@@ -26,6 +26,7 @@ def test_fingerprints_change_with_any_row_of_their_day(spark) -> None:
         [rows[0], ("b", placed + dt.timedelta(seconds=1), "y", charged)],  # another time
         # the same values in other columns: a null is not just skipped
         [("a", placed, "x", placed), ("b", placed, "y", None)],
+        [("x", placed, "a", None), rows[1]],  # two columns' values swapped
     ]
     for variant in variants:
         found = changes.day_fingerprints(spark.createDataFrame(variant, schema), "order_timestamp")
