@@ -1,7 +1,8 @@
 """What pyspark 3.5 keeps private but the online store needs: collecting a DataFrame as Arrow.
 
-Row objects cost ~15 µs each to build and unpack in Python: 2M keys' states took half a minute.
-Arrow batches carry the same values (exact 64-bit integers, nulls, decimals) column by column.
+Row objects are built and unpacked one by one in Python: collecting 200k keys' latest states
+(1m orders) took 7.3 s that way, 6.0 s as Arrow batches, which carry the same values (exact
+64-bit integers, nulls, decimals) column by column.
 pyspark 4 names this `DataFrame.toArrow`; 3.5 has it only as `_collect_as_arrow`, used here and
 nowhere else. `legiti_assets_tests/test_spark_compat.py` checks it returns what `collect` does.
 """
