@@ -30,7 +30,9 @@ from legiti_assets import storage
 
 REQUIRED_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 TIMESTAMP_COLUMNS = ("order_timestamp", "chargeback_timestamp")
-TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+# Java regex (Spark's rlike): `\z` is the end of the text; `$` also matches before a final
+# line terminator such as U+2028, which would then reach the parser
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\z"
 LAST_DAY_EXCLUSIVE = dt.date(2100, 1, 1)
 MAX_ID_LENGTH = 256
 MAX_HEADER_BYTES = 1 << 20

@@ -34,7 +34,8 @@ def arrow_batches(df: DataFrame) -> list[pa.RecordBatch]:
 
 
 def python_rows(df: DataFrame) -> Iterator[tuple[Any, ...]]:
-    """`df`'s rows as tuples of Python values (int, float, str, Decimal, None), one batch of
-    Python objects at a time."""
+    """`df`'s rows as tuples of Python values (int, float, str, Decimal, None). The Arrow
+    batches are collected whole, unlike `toLocalIterator`'s partitions; only the Python objects
+    are built one batch at a time."""
     for batch in arrow_batches(df):
         yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)

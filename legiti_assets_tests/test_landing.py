@@ -90,6 +90,12 @@ BAD_FILES = {
         "order_timestamp",
         "UTC",
     ),
+    "line_separator_after_timestamp": (
+        HEADER + "a,2020-02-03 10:00:00\u2028,x,\n",
+        2,
+        "order_timestamp",
+        "UTC",
+    ),
     "one_digit_month_chargeback": (
         HEADER + "a,2020-02-03 10:00:00,x,2020-2-04 00:00:00\n",
         2,
