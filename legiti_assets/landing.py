@@ -65,13 +65,13 @@ class LandingBatch:
     `unpersist` when done with them."""
 
     events: DataFrame
+    # what is persisted: `events` itself, or what `events` is a projection of
+    cached: DataFrame
     orders: int
     ignored_columns: list[str] = field(default_factory=list)
-    # what is persisted, when `events` is computed from it rather than persisted itself
-    cached: DataFrame | None = None
 
     def unpersist(self) -> None:
-        (self.cached if self.cached is not None else self.events).unpersist()
+        self.cached.unpersist()
 
 
 def read_header(path: str) -> list[str]:
@@ -237,6 +237,7 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         "_row", F.monotonically_increasing_id()
     )
     checked = _checked(lines, header, first_day)
+    has_problems = F.size("_problems") > 0
     # identical lines of one order are a re-delivery, kept once; a line with a problem is
     # kept too, flagged, so one pass over the file both validates it and caches the events
     flagged = checked.select(
@@ -244,7 +245,7 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         F.col(PARSED["order_timestamp"]).alias("order_timestamp"),
         "cpf",
         F.col(PARSED["chargeback_timestamp"]).alias("chargeback_timestamp"),
-        (F.size("_problems") > 0).alias("_bad"),
+        has_problems.alias("_bad"),
     ).dropDuplicates()
     cached = flagged.persist()
     try:
@@ -258,7 +259,7 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         assert stats is not None
         bad_records, orders, ids = stats
         if bad_records:
-            bad = checked.where(F.size("_problems") > 0)
+            bad = checked.where(has_problems)
             sample = bad.orderBy("_row").select("_row", "_problems").limit(MAX_REPORTED_ERRORS)
             rows = sample.collect()
             _raise_row_problems(
@@ -271,9 +272,9 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
         raise
     return LandingBatch(
         events=cached.drop("_bad"),
+        cached=cached,
         orders=orders,
         ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
-        cached=cached,
     )
 
 
@@ -392,4 +393,4 @@ def _read_landing_files(
     finally:
         for batch in batches:
             batch.unpersist()
-    return LandingBatch(events=events, orders=orders, ignored_columns=ignored)
+    return LandingBatch(events=events, cached=events, orders=orders, ignored_columns=ignored)
