@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DAGSTER_PORT ?= 3000
 
-.PHONY: help install jvm-archive awesome-dataset update dev serve bench-online test lint format clean
+.PHONY: help install jvm-archive awesome-dataset update migrate dev serve bench-online test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END 
 
 update: install $(DAGSTER_HOME)/dagster.yaml ## bring every output up to date with the landing, rewriting only what changed
 	$(RUN) python -m legiti_assets.update
+
+migrate: install ## once after upgrading: convert tables stored a directory per day to month files
+	$(RUN) python -m legiti_assets.migrate
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTER_PORT (default 127.0.0.1:3000)
 	$(RUN) python -m legiti_assets.dev --host $(HOST) --port $(DAGSTER_PORT)

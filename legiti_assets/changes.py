@@ -40,6 +40,17 @@ def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date, str]:
     return {row["day"]: f"{row['n']}:{row['h']}" for row in rows}
 
 
+def rows_of(fingerprint: str) -> int:
+    """The number of rows a day fingerprint counts."""
+    return int(fingerprint.split(":", 1)[0])
+
+
+def rows_per_day(df: DataFrame, dated_by: str) -> dict[dt.date, int]:
+    """How many rows each day with rows has, days by `dated_by`."""
+    rows = df.groupBy(F.to_date(dated_by).alias("day")).count().collect()
+    return {row["day"]: row["count"] for row in rows}
+
+
 def inputs_fingerprint(
     source: Mapping[dt.date, DayRecord], day: dt.date, lookback_days: int
 ) -> str:

@@ -1,25 +1,29 @@
-"""IO manager storing Spark DataFrames as Parquet, one directory per day for daily assets.
+"""IO manager storing Spark DataFrames as Parquet, one directory (and file) per month for
+daily assets.
 
 A partitioned output may cover a range of days (a single-run backfill): every day of the range
-is replaced, including days the new output has no rows for, and no other day is touched.
+is replaced, including days the new output has no rows for, and no other day's rows change (a
+month partly written keeps its other days' rows, copied into its new file).
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from legiti_assets import changes, storage
 from legiti_assets.partitions import days_of
 from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
 
-PARTITION_COLUMNS = ("year", "month", "day")
+PARTITION_COLUMNS = ("year", "month")
 # Definition metadata keys: the timestamp column that dates each row of a daily asset, and the
 # table's path under the data directory (from `legiti_assets.layout`).
 PARTITION_EXPR = "partition_expr"
@@ -36,7 +40,9 @@ SOURCE_LOOKBACK = "lookback_days"
 # ... and for an unpartitioned table computed from whole tables, their paths, comma-separated:
 # it records a fingerprint of them in INPUTS_FILE.
 INPUT_TABLES = "input_tables"
-INPUTS_FILE = "_inputs_fingerprint"  # "_": Spark, pandas and DuckDB globs skip it
+INPUTS_FILE = "_inputs_fingerprint"
+# The version recorded for a day whose rows were conformed to new columns when it had none.
+UNKNOWN = "unknown"  # "_": Spark, pandas and DuckDB globs skip it
 
 
 def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> list[Path]:
@@ -46,12 +52,14 @@ def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> li
     return [data.resolve(p) for p in paths]
 
 
-def _rows_per_day(staged: Path) -> dict[dt.date, int]:
-    rows: dict[dt.date, int] = {}
-    for day in storage.stored_days(staged):
-        folder = storage.day_dir(staged, day)
-        rows[day] = sum(pq.read_metadata(f).num_rows for f in folder.glob("*.parquet"))
-    return rows
+def _in_days(dated_by: str, days: list[dt.date]) -> Column:
+    ts = F.col(dated_by)
+    if days == changes.day_range(days[0], days[-1]):
+        # bounds on the timestamp itself reach the Parquet reader, which skips row groups
+        start = F.lit(days[0].isoformat()).cast("timestamp")
+        end = F.lit((days[-1] + dt.timedelta(days=1)).isoformat()).cast("timestamp")
+        return (ts >= start) & (ts < end)
+    return F.to_date(ts).isin(days)
 
 
 def read_days(
@@ -60,11 +68,16 @@ def read_days(
     table: Path,
     days: list[dt.date],
     schema: dg.TableSchema,
+    dated_by: str,
     version: str | None = None,
 ) -> DataFrame:
-    """The stored `days` of a daily table as one DataFrame of `schema`'s columns; raises, saying
-    to backfill, if a day was written under other columns or another declaration `version`."""
-    paths = storage.existing_days(table, days)
+    """The stored `days` of a daily table, dated by its column `dated_by`, as one DataFrame of
+    `schema`'s columns; raises, saying to backfill, if a day was written under other columns
+    or another declaration `version`."""
+    storage.check_layout(name, table)
+    paths = [
+        p for p in (storage.month_dir(table, m) for m in storage.months_of(days)) if p.is_dir()
+    ]
     if not paths:
         return spark.createDataFrame([], spark_ddl(schema))
     check_stored_schema(name, paths, schema)
@@ -75,12 +88,45 @@ def read_days(
         .option("basePath", storage.file_uri(table))
         .parquet(*(storage.file_uri(p) for p in paths))
         .drop(*PARTITION_COLUMNS)
+        .where(_in_days(dated_by, days))
+    )
+
+
+def write_months(df: DataFrame, dated_by: str, folder: Path) -> None:
+    """Write `df` under `folder` as `year=YYYY/month=M/` directories of one file each."""
+    ts = F.col(dated_by)
+    (
+        # one task, so one file, per month: a partitioned write otherwise makes a file per
+        # month and task; sorted, so a reader of a few days skips the other row groups
+        df.withColumn("year", F.year(ts))
+        .withColumn("month", F.month(ts))
+        .repartition(*PARTITION_COLUMNS)
+        # the write sorts by the partition columns itself and would drop a sort by `dated_by`
+        # alone (SPARK-50469)
+        .sortWithinPartitions(*PARTITION_COLUMNS, dated_by)
+        .write.partitionBy(*PARTITION_COLUMNS)
+        .parquet(storage.file_uri(folder))
+    )
+
+
+def _columns(schema: StructType) -> list[tuple[str, str]]:
+    return sorted((f.name, f.dataType.simpleString()) for f in schema.fields)
+
+
+def conformed(df: DataFrame, schema: StructType) -> DataFrame:
+    """`df` with `schema`'s columns: present ones cast, missing ones null."""
+    present = set(df.columns)
+    return df.select(
+        *(
+            (F.col(f.name) if f.name in present else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        )
     )
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Parquet tables at `<data>/<the asset's "table" metadata>`; daily assets as
-    `year=YYYY/month=M/day=D/` directories readable as one table by Spark, pandas and DuckDB."""
+    `year=YYYY/month=M/` directories readable as one table by Spark, pandas and DuckDB."""
 
     spark: SparkResource
     data: DataDir
@@ -124,47 +170,70 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     ) -> dict[str, object]:
         days = days_of(context.asset_partitions_time_window)
         metadata = context.definition_metadata
-        dated_by = F.col(metadata[PARTITION_EXPR])
-        content = (
-            changes.day_fingerprints(df, metadata[PARTITION_EXPR])
-            if metadata.get(FINGERPRINTED)
-            else None
-        )
+        dated_by = str(metadata[PARTITION_EXPR])
+        storage.check_layout(context.asset_key.to_user_string(), table)
+        if metadata.get(FINGERPRINTED):
+            content = changes.day_fingerprints(df, dated_by)
+            rows = {day: changes.rows_of(fingerprint) for day, fingerprint in content.items()}
+        else:
+            content, rows = None, changes.rows_per_day(df, dated_by)
+        name = context.asset_key.to_user_string()
+        if None in rows:
+            raise dg.Failure(
+                f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was replaced."
+            )
+        outside = sorted(set(rows) - set(days))
+        if outside:
+            raise dg.Failure(
+                f"{name}: rows dated {outside[0]} lie outside the partitions "
+                f"{days[0]}..{days[-1]} being written; nothing was replaced."
+            )
         source = (
             storage.recorded(self.data.resolve(str(metadata[SOURCE_TABLE])))
             if SOURCE_TABLE in metadata
             else None
         )
-        (
-            # one task, so one file, per day: a partitioned write otherwise makes a file per
-            # day and task
-            df.repartition(F.to_date(dated_by))
-            .withColumn("year", F.year(dated_by))
-            .withColumn("month", F.month(dated_by))
-            .withColumn("day", F.dayofmonth(dated_by))
-            .write.partitionBy(*PARTITION_COLUMNS)
-            .parquet(storage.file_uri(staged))
-        )
-        rows = _rows_per_day(staged)
-        outside = sorted(set(rows) - set(days))
-        if outside:
-            raise dg.Failure(
-                f"{context.asset_key.to_user_string()}: rows dated {outside[0]} lie outside the "
-                f"partitions {days[0]}..{days[-1]} being written; nothing was replaced."
-            )
+        months = storage.months_of(days)
+        written = set(days)
+        merged = df
+        stale: dict[dt.date, storage.DayRecord] = {}
+        for month in months:
+            live = storage.month_dir(table, month)
+            if not live.is_dir() or written.issuperset(storage.days_in(month)):
+                continue
+            # the month's other days keep their rows: they move into its new file
+            kept = self.spark.spark_session.read.parquet(storage.file_uri(live))
+            if _columns(kept.schema) != _columns(df.schema):
+                if VERSION not in metadata:
+                    raise dg.Failure(
+                        f"{name}: {live} holds other columns than this output; write every "
+                        "stored day of it again (dagster asset materialize --partition-range)"
+                    )
+                # conformed to the new columns, the kept days must still read as stale
+                stale.update(
+                    (day, dataclasses.replace(record, version=record.version or UNKNOWN))
+                    for day, record in storage.recorded(table).items()
+                    if (day.year, day.month) == month and day not in written
+                )
+            in_days = F.coalesce(_in_days(dated_by, days), F.lit(False))
+            merged = merged.unionByName(conformed(kept.where(~in_days), df.schema))
+        write_months(merged, dated_by, staged)
         trash = staged.parent / "trash"
-        for day in days:
-            new = storage.day_dir(staged, day) if day in rows else None
-            storage.replace_dir(new, storage.day_dir(table, day), trash)
+        for month in months:
+            new = storage.month_dir(staged, month)
+            live = storage.month_dir(table, month)
+            storage.replace_dir(new if new.is_dir() else None, live, trash, table)
         storage.record_days(
             table,
-            {
+            stale
+            | {
                 day: storage.DayRecord(
                     version=metadata.get(VERSION),
                     content=None if content is None else content.get(day, changes.EMPTY),
                     inputs=None
                     if source is None
                     else changes.inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
+                    rows=rows.get(day, 0),
                 )
                 for day in days
             },
@@ -194,6 +263,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 table,
                 days_of(context.asset_partitions_time_window),
                 schema,
+                str(metadata[PARTITION_EXPR]),
                 metadata.get(VERSION),
             )
         if not table.is_dir():

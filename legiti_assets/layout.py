@@ -1,8 +1,8 @@
 """Where every table lives under the data directory: the one place that knows the paths.
 
 order_events/*.csv                               the landing
-raw/<event asset>/year=YYYY/month=M/day=D/       daily raw events
-feature_store/historical/<entity>/<feature set>/year=YYYY/month=M/day=D/
+raw/<event asset>/year=YYYY/month=M/             daily raw events, a file per month
+feature_store/historical/<entity>/<feature set>/year=YYYY/month=M/
 datasets/<training set>/                         training sets
 online_store.db                                  the default (SQLite) online store
 .staging/                                        writes in progress, locks, trash

@@ -122,7 +122,13 @@ def read_states(spark: SparkSession, data_dir: Path, spec: FeatureSetSpec) -> Da
     """Every stored state row of a feature set (empty if none is stored yet)."""
     table = data_dir / layout.feature_set_table(spec.entity, spec.name)
     return read_days(
-        spark, spec.name, table, storage.stored_days(table), state_schema(spec), spec.version
+        spark,
+        spec.name,
+        table,
+        storage.stored_days(table),
+        state_schema(spec),
+        TIMESTAMP,
+        spec.version,
     ).select(*spec.columns)
 
 

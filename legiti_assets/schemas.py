@@ -46,12 +46,12 @@ def spark_ddl(schema: dg.TableSchema) -> str:
     return ", ".join(f"`{c.name}` {c.type}" for c in schema.columns)
 
 
-def check_stored_schema(table: str, day_dirs: Sequence[Path], schema: dg.TableSchema) -> None:
-    """Raise, saying to backfill, if a stored day's columns differ from `schema`'s. Reads one
-    Parquet footer per day (well under a millisecond each)."""
+def check_stored_schema(table: str, folders: Sequence[Path], schema: dg.TableSchema) -> None:
+    """Raise, saying to backfill, if the columns stored in a folder (a month of a daily table)
+    differ from `schema`'s. Reads one Parquet footer per folder (well under a millisecond)."""
     expected = {c.name: _ARROW_TYPES.get(c.type) for c in schema.columns}
-    for day_dir in day_dirs:
-        files = sorted(day_dir.glob("*.parquet"))
+    for folder in folders:
+        files = sorted(folder.glob("*.parquet"))
         if not files:
             continue
         stored = pq.read_schema(files[0])
@@ -61,7 +61,7 @@ def check_stored_schema(table: str, day_dirs: Sequence[Path], schema: dg.TableSc
             t is not None and types[n] != t for n, t in expected.items()
         ):
             raise StoredSchemaError(
-                f"{table}: the day stored in {day_dir} has columns {stored.names} "
+                f"{table}: the rows stored in {folder} have columns {stored.names} "
                 f"({', '.join(str(f.type) for f in stored)}), not the declared "
                 f"{[c.name for c in schema.columns]}; the declaration changed since it was "
                 f"written: backfill {table} over every stored day (Materialize all in the UI, "

@@ -1,9 +1,12 @@
 """Atomic replacement of Parquet directories, so no reader ever sees a half-written day.
 
-A write lands in a staging directory first; each day (or a whole unpartitioned table) is then
-swapped in with one `renameat2(RENAME_EXCHANGE)` call: readers see the old files or the new
-ones, never a mix. Staging and trash live under `<data>/.staging`, on the same file system and
-outside every table, so Spark, pandas and DuckDB globs never pick them up.
+A daily table keeps one directory per month, `year=YYYY/month=M/`, holding its days' rows in
+one file: a day's own directory and file made a 730-day table cost Spark 2-5 times as much to
+write and read as 25 month files. A write lands in a staging directory first; each month it
+touches (or a whole unpartitioned table) is then swapped in with one
+`renameat2(RENAME_EXCHANGE)` call: readers see the old files or the new ones, never a mix.
+Staging and trash live under `<data>/.staging`, on the same file system and outside every
+table, so Spark, pandas and DuckDB globs never pick them up.
 """
 
 from __future__ import annotations
@@ -32,9 +35,49 @@ def file_uri(path: Path) -> str:
     return f"file://{path.absolute()}"
 
 
-def day_dir(table: Path, day: dt.date) -> Path:
-    """Hive-style day directory, unpadded like Spark's `partitionBy(year, month, day)`."""
-    return table / f"year={day.year}" / f"month={day.month}" / f"day={day.day}"
+Month = tuple[int, int]
+
+
+def month_dir(table: Path, month: Month) -> Path:
+    """Hive-style month directory, unpadded like Spark's `partitionBy(year, month)`."""
+    return table / f"year={month[0]}" / f"month={month[1]}"
+
+
+def months_of(days: Iterable[dt.date]) -> list[Month]:
+    return sorted({(day.year, day.month) for day in days})
+
+
+def days_in(month: Month) -> list[dt.date]:
+    first = dt.date(month[0], month[1], 1)
+    following = dt.date(month[0] + month[1] // 12, month[1] % 12 + 1, 1)
+    return [first + dt.timedelta(days=i) for i in range((following - first).days)]
+
+
+def stored_months(table: Path) -> list[Month]:
+    """Every month directory of a table, sorted."""
+    found = []
+    for path in table.glob("year=*/month=*"):
+        if path.is_dir():
+            found.append((int(path.parent.name.split("=", 1)[1]), int(path.name.split("=", 1)[1])))
+    return sorted(found)
+
+
+def has_day_directories(table: Path) -> bool:
+    """Whether a table is stored in the layout before month files (a directory per day)."""
+    return any(table.glob("year=*/month=*/day=*"))
+
+
+class LayoutError(ValueError):
+    """A table is stored in the layout before month files."""
+
+
+def check_layout(name: str, table: Path) -> None:
+    """Raise, saying how to convert it, if `table` is stored a directory per day."""
+    if has_day_directories(table):
+        raise LayoutError(
+            f"{name}: {table} is stored one directory per day, the layout before month files; "
+            "convert every table once with `make migrate` (python -m legiti_assets.migrate)"
+        )
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -45,8 +88,9 @@ def exchange(a: Path, b: Path) -> None:
         raise OSError(errno, f"renameat2 exchange failed: {os.strerror(errno)}", str(a))
 
 
-def replace_dir(new: Path | None, live: Path, trash: Path) -> None:
-    """Make `live` hold what `new` holds (or nothing when `new` is None), atomically."""
+def replace_dir(new: Path | None, live: Path, trash: Path, table: Path | None = None) -> None:
+    """Make `live` hold what `new` holds (or nothing when `new` is None), atomically; parents
+    of `live` left empty are removed up to `table`."""
     if new is not None and live.exists():
         exchange(new, live)
         shutil.rmtree(new)  # after the exchange `new` holds the old files
@@ -58,7 +102,7 @@ def replace_dir(new: Path | None, live: Path, trash: Path) -> None:
         gone = trash / uuid.uuid4().hex
         os.rename(live, gone)
         shutil.rmtree(gone)
-        _remove_empty_parents(live.parent, stop=live.parents[2])
+        _remove_empty_parents(live.parent, stop=table or live.parent)
 
 
 def _remove_empty_parents(path: Path, stop: Path) -> None:
@@ -67,19 +111,10 @@ def _remove_empty_parents(path: Path, stop: Path) -> None:
         path = path.parent
 
 
-def existing_days(table: Path, days: Iterable[dt.date]) -> list[Path]:
-    return [d for d in (day_dir(table, day) for day in days) if d.is_dir()]
-
-
 def stored_days(table: Path) -> list[dt.date]:
-    """Every day directory of a table, sorted."""
-    days = []
-    for path in table.glob("year=*/month=*/day=*"):
-        year, month, day = (
-            int(p.name.split("=", 1)[1]) for p in (path.parents[1], path.parent, path)
-        )
-        days.append(dt.date(year, month, day))
-    return sorted(days)
+    """Every recorded day of a table that has rows, sorted."""
+    check_layout(table.name, table)  # its records have no row counts
+    return sorted(day for day, record in recorded(table).items() if record.rows)
 
 
 def staging_dir(root: Path, name: str, run_id: str) -> Path:
@@ -114,11 +149,13 @@ MANIFEST = "_materialized_days.json"  # "_": Spark, pandas and DuckDB globs skip
 class DayRecord:
     """What is known of one written day: the declaration `version` it was computed under
     (feature sets), a fingerprint of its rows (`content`, raw tables) and of the source days it
-    was computed from (`inputs`, feature sets). None: not recorded for this table."""
+    was computed from (`inputs`, feature sets), and how many `rows` it has. None: not recorded
+    for this table."""
 
     version: str | None = None
     content: str | None = None
     inputs: str | None = None
+    rows: int | None = None
 
     @property
     def token(self) -> str:

@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from legiti_assets import run
+from legiti_assets import run, storage
 from legiti_assets_tests.helpers import FEATURE_STORE, dataset_rows, feature_rows, resources_for
 from legiti_assets_tests.sample import AWESOME_DATASET, USER_CHARGEBACKS, USER_ORDERS
 
@@ -51,12 +51,12 @@ def test_awesome_dataset_columns_in_contract_order(built) -> None:
     ]
 
 
-def test_historical_store_layout_is_hive_by_year_month_day(built) -> None:
+def test_historical_store_layout_is_hive_by_year_and_month_a_file_each(built) -> None:
     table = built[0] / FEATURE_STORE / "user_orders"
-    assert (table / "year=2020" / "month=5" / "day=13").is_dir()
-    assert (table / "year=2018" / "month=6" / "day=12").is_dir()
-    days = sorted(table.glob("year=*/month=*/day=*"))
-    assert len(days) == len({row[1] for row in USER_ORDERS})
+    months = sorted(str(p.relative_to(table)) for p in table.glob("year=*/month=*"))
+    assert months == sorted({f"year={row[1].year}/month={row[1].month}" for row in USER_ORDERS})
+    assert [len(list((table / m).glob("*.parquet"))) for m in months] == [1] * len(months)
+    assert storage.stored_days(table) == sorted({row[1].date() for row in USER_ORDERS})
 
 
 def test_duckdb_reads_the_store_as_one_table(built) -> None:
@@ -187,15 +187,16 @@ def test_days_stored_under_another_declaration_are_refused_with_backfill_advice(
     copy = tmp_path / "data"
     shutil.copytree(built[0] / "feature_store", copy / "feature_store")
     table = copy / FEATURE_STORE / "user_orders"
-    day = table / "year=2020" / "month=5" / "day=13"
+    month = table / "year=2020" / "month=5"
     assert read_states(spark, copy, SPECS["user_orders"]).count() == len(USER_ORDERS)
-    older = spark.read.parquet(str(day)).drop("cpf_orders__count_over_30_days_rolling_windows")
+    older = spark.read.parquet(str(month)).drop("cpf_orders__count_over_30_days_rolling_windows")
     older.toPandas().to_parquet(tmp_path / "older.parquet")
-    shutil.rmtree(day)
-    day.mkdir()
-    shutil.copy(tmp_path / "older.parquet", day / "part-0.parquet")
+    shutil.rmtree(month)
+    month.mkdir()
+    shutil.copy(tmp_path / "older.parquet", month / "part-0.parquet")
     with pytest.raises(
-        StoredSchemaError, match=r"user_orders: the day stored in .*day=13.* backfill"
+        StoredSchemaError,
+        match=r"user_orders: the rows stored in .*month=5 have columns.* backfill",
     ):
         read_states(spark, copy, SPECS["user_orders"])
 

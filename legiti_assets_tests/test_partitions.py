@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from legiti_assets import storage
 from legiti_assets.definitions import ASSETS
 from legiti_assets_tests.helpers import (
     FEATURE_STORE,
@@ -82,12 +83,13 @@ def test_rematerializing_a_day_replaces_exactly_that_day(sample_dir) -> None:
     lines = landing.read_text().splitlines()
     landing.write_text("\n".join(line for line in lines if line[:2] not in ("d,", "e,")) + "\n")
     ingest(sample_dir, instance, "2020-05-11", "2020-05-11")
-    assert not (sample_dir / "raw/order_events/year=2020/month=5/day=11").exists()
+    assert dt.date(2020, 5, 11) not in storage.stored_days(sample_dir / "raw/order_events")
+    assert storage.recorded(sample_dir / "raw/order_events")[dt.date(2020, 5, 11)].rows == 0
     assert materialize(sample_dir, ["user_orders"], "2020-05-12", "2020-05-12", instance).success
 
     after = feature_rows(sample_dir, "user_orders")
     table = sample_dir / FEATURE_STORE / "user_orders"
-    assert not (table / "year=2020" / "month=5" / "day=12").exists()
+    assert storage.recorded(table)[dt.date(2020, 5, 12)].rows == 0
     assert after == [r for r in before if r[1] != dt.datetime(2020, 5, 12)]
 
 

@@ -63,14 +63,14 @@ def _from_scratch(data_dir: Path, tmp: Path, instance: dg.DagsterInstance) -> di
     return _stores(fresh)
 
 
-def _day_dirs(data_dir: Path) -> dict[tuple[str, dt.date], int]:
-    """The inode of each stored day directory: a swapped-in day gets another."""
+def _month_dirs(data_dir: Path) -> dict[tuple[str, storage.Month], int]:
+    """The inode of each stored month directory: a swapped-in month gets another."""
     tables = [f"raw/{n}" for n in ("order_events", "chargeback_events")]
     tables += [f"feature_store/historical/user/{n}" for n in SPECS]
     return {
-        (table, day): storage.day_dir(data_dir / table, day).stat().st_ino
+        (table, month): storage.month_dir(data_dir / table, month).stat().st_ino
         for table in tables
-        for day in storage.stored_days(data_dir / table)
+        for month in storage.stored_months(data_dir / table)
     }
 
 
@@ -99,7 +99,7 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     (landing / "later-2020-07-18.csv").write_text(
         HEADER + "b,2020-04-20 10:00:00,y,\nh,2020-07-15 02:00:00,x,2020-07-16 08:00:00\n"
     )
-    before = _day_dirs(sample_dir)
+    before = _month_dirs(sample_dir)
     report = update(instance, resources)
     assert report.lines()[1:] == [
         # b's old and new day, d's day, h's order day (its record holds the chargeback)
@@ -122,16 +122,19 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
         instance.get_run_by_id(r).tags[UPDATE_TAG] == report.update_id  # type: ignore[union-attr]
         for r in report.run_ids
     )
-    # every other day directory is the very one written before
-    after = _day_dirs(sample_dir)
+    # every month without a rewritten day is the very directory written before
+    after = _month_dirs(sample_dir)
     rewritten = {
-        **{f"raw/{n}": days for n, days in report.ingested.items()},
-        **{f"feature_store/historical/user/{n}": days for n, days in report.recomputed.items()},
+        **{f"raw/{n}": storage.months_of(days) for n, days in report.ingested.items()},
+        **{
+            f"feature_store/historical/user/{n}": storage.months_of(days)
+            for n, days in report.recomputed.items()
+        },
     }
-    for (table, day), inode in before.items():
-        if day not in rewritten[table]:
-            assert after.get((table, day)) == inode, (table, day)
-    assert len(before) > 30
+    for (table, month), inode in before.items():
+        if month not in rewritten[table]:
+            assert after.get((table, month)) == inode, (table, month)
+    assert len(before) - sum(map(len, rewritten.values())) > 5
     updated = _stores(sample_dir)
     # z has no order left: no state, online or historical
     assert "z" not in updated["user_orders_online"]  # type: ignore[operator]

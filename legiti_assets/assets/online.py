@@ -51,7 +51,7 @@ def stored_states(
     """Every stored row of a feature set, or those of the days before `before`."""
     table = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
     days = [d for d in storage.recorded_days(table) if before is None or d < before]
-    return read_days(spark, spec.name, table, days, state_schema(spec), spec.version)
+    return read_days(spark, spec.name, table, days, state_schema(spec), TIMESTAMP, spec.version)
 
 
 def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:

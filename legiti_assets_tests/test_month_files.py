@@ -1,0 +1,108 @@
+"""Daily tables stored as month files: random range writes against a model of day -> rows.
+
+A write over days [a, b] replaces exactly those days (days it has no rows for lose theirs) and
+no other day's rows change, across month and year ends and 29 February; reads of contiguous
+and scattered days return exactly those days' rows; the manifest counts each day's rows.
+"""
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from pyspark.sql import DataFrame
+
+from legiti_assets import storage
+from legiti_assets.io_managers import PARTITION_EXPR, TABLE, read_days
+from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
+from legiti_assets.resources import SparkResource
+from legiti_assets_tests.helpers import read_table, resources_for
+
+SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("id", "string"),
+        dg.TableColumn("ts", "timestamp"),
+        dg.TableColumn("value", "bigint"),
+    ]
+)
+FIRST, LAST = dt.date(2019, 12, 27), dt.date(2020, 3, 3)  # two month ends, a year end, 29 Feb
+# What the next run of `events` outputs, by day: set by the test before each run.
+OUTPUT: dict[dt.date, list[tuple]] = {}
+
+with beta_parameters():
+
+    @dg.asset(
+        partitions_def=daily_partitions,
+        backfill_policy=SINGLE_RUN,
+        io_manager_key="parquet_io_manager",
+        metadata={PARTITION_EXPR: "ts", TABLE: "raw/events", "dagster/column_schema": SCHEMA},
+    )
+    def events(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
+        rows = [r for day in days_of(context.partition_time_window) for r in OUTPUT.get(day, [])]
+        return spark.spark_session.createDataFrame(rows, "id string, ts timestamp, value bigint")
+
+
+def _rows(rng: random.Random, day: dt.date) -> list[tuple]:
+    # seconds from 0 to 86399: the first and last instants of the day included
+    seconds = rng.choice([[], [0], [86399], [0, 86399, rng.randrange(86400)], [3600] * 2])
+    return [
+        (f"{day}-{i}", dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=s), i)
+        for i, s in enumerate(seconds)
+    ]
+
+
+def _write(data_dir: Path, first: dt.date, last: dt.date) -> None:
+    result = dg.materialize(
+        [events],
+        resources=resources_for(data_dir),
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": str(first),
+            "dagster/asset_partition_range_end": str(last),
+        },
+    )
+    assert result.success
+
+
+def _by_day(rows: list[tuple]) -> dict[dt.date, list[tuple]]:
+    found: dict[dt.date, list[tuple]] = {}
+    for row in rows:
+        found.setdefault(row[1].date(), []).append(row)
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -> None:
+    rng = random.Random(seed)
+    table = tmp_path / "raw" / "events"
+    every_day = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    model: dict[dt.date, list[tuple]] = {}
+    for _ in range(6):
+        first, last = sorted(rng.sample(every_day, 2))
+        days = [d for d in every_day if first <= d <= last]
+        OUTPUT.clear()
+        OUTPUT.update({day: _rows(rng, day) for day in days})
+        _write(tmp_path, first, last)
+        for day in days:
+            model[day] = OUTPUT[day]
+            if not model[day]:
+                del model[day]
+
+        assert _by_day(read_table(table)) == {d: sorted(r) for d, r in model.items()}
+        assert storage.stored_days(table) == sorted(model)
+        assert {d: r.rows for d, r in storage.recorded(table).items() if r.rows} == {
+            d: len(r) for d, r in model.items()
+        }
+        months = storage.stored_months(table)
+        assert months == storage.months_of(model)
+        assert all(len(list(storage.month_dir(table, m).glob("*.parquet"))) == 1 for m in months)
+
+        a, b = sorted(rng.sample(every_day, 2))
+        contiguous = [d for d in every_day if a <= d <= b]
+        scattered = sorted(rng.sample(every_day, 9))
+        for wanted in (contiguous, scattered):
+            got = read_days(spark, "events", table, wanted, SCHEMA, "ts").collect()
+            assert sorted(tuple(r) for r in got) == sorted(
+                row for d in wanted for row in model.get(d, [])
+            )
