@@ -20,7 +20,7 @@ partitions, driver memory, the UTC session time zone, loopback driver):
 - writes each table as one plain Parquet dataset, `O/<name>` (overwritten).
 
 What it does not do: validate the landing (it assumes a valid one), store the raw events, write
-day directories, manifests or fingerprints, take locks, run checks, fill the online store, or
+month directories, manifests or fingerprints, take locks, run checks, fill the online store, or
 use Dagster (no runs, no event log, no IO manager). `pit_join` imports Dagster through its
 storage helpers, so this process pays that import, not more. `make bench` runs it as a whole
 process beside ours and compares its Parquet with our tables row for row.

@@ -872,7 +872,7 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
         "- *whole process* rows: ours, then `benchmarks/bare_spark.py` (one SparkSession, our "
         "engine and point-in-time join, one Parquet dataset per table; no validation, raw copy, "
-        "day directories, checks, online store or Dagster) as whole processes, one after the "
+        "month directories, checks, online store or Dagster) as whole processes, one after the "
         "other; their rows were equal. *main*: `python -m legiti_assets.run` (`make "
         "awesome-dataset`, online store included) over START..END in a fresh data directory; "
         "*daily*: then `dagster asset materialize` of the feature sets for END, against the "

@@ -96,7 +96,7 @@ class SparkResource(LazyPySparkResource):
             # Parquet timestamps stay instants whatever the reader's time zone
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
             "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-            # inputs are lists of day directories on a POSIX file system: the driver lists
+            # inputs are lists of month directories on a POSIX file system: the driver lists
             # 1,000 of them in milliseconds, while the default (a Spark job when there are more
             # than 32) took 3-5 s per input with a task per directory
             "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",

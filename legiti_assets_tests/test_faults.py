@@ -212,7 +212,7 @@ dg.materialize(
 """
 
 
-def test_sigkill_between_two_day_swaps_leaves_whole_days(tmp_path, old_and_new) -> None:
+def test_sigkill_between_two_month_swaps_leaves_whole_days(tmp_path, old_and_new) -> None:
     old, new, corrected = old_and_new
     _build(tmp_path, SAMPLE.read_text())
     write_landing(tmp_path, corrected)
