@@ -14,9 +14,10 @@ import pytest
 from pyspark.sql import DataFrame
 
 from legiti_assets import storage
-from legiti_assets.io_managers import PARTITION_EXPR, TABLE, read_days
+from legiti_assets.io_managers import PARTITION_EXPR, TABLE, UNKNOWN, VERSION, read_days
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import SparkResource
+from legiti_assets.schemas import StoredSchemaError
 from legiti_assets_tests.helpers import read_table, resources_for
 
 SCHEMA = dg.TableSchema(
@@ -106,3 +107,85 @@ def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -
             assert sorted(tuple(r) for r in got) == sorted(
                 row for d in wanted for row in model.get(d, [])
             )
+
+
+def test_rows_without_a_timestamp_are_refused_and_nothing_is_replaced(tmp_path) -> None:
+    day = dt.date(2020, 1, 31)
+    OUTPUT.clear()
+    OUTPUT[day] = _rows(random.Random(3), day) or [("a", dt.datetime(2020, 1, 31, 5), 1)]
+    _write(tmp_path, day, day)
+    table = tmp_path / "raw" / "events"
+    before = read_table(table)
+    OUTPUT[day] = [("b", None, 2)]
+    result = dg.materialize(
+        [events],
+        resources=resources_for(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key=str(day),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "events: 1 row(s) have no ts; nothing was replaced." in str(failure.event_specific_data)
+    assert read_table(table) == before
+
+
+with beta_parameters():
+
+    @dg.asset(
+        partitions_def=daily_partitions,
+        backfill_policy=SINGLE_RUN,
+        io_manager_key="parquet_io_manager",
+        metadata={
+            PARTITION_EXPR: "ts",
+            TABLE: "feature_store/versioned",
+            VERSION: "v2",
+            "dagster/column_schema": SCHEMA,
+        },
+    )
+    def versioned(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
+        rows = [r for day in days_of(context.partition_time_window) for r in OUTPUT.get(day, [])]
+        return spark.spark_session.createDataFrame(rows, "id string, ts timestamp, value bigint")
+
+
+def test_a_day_written_under_new_columns_leaves_its_month_neighbours_refused(
+    tmp_path, spark
+) -> None:
+    """The month's other days, stored under older columns with no recorded version, are
+    conformed to the new columns and recorded as of an unknown declaration."""
+    table = tmp_path / "feature_store" / "versioned"
+    old = [("a", dt.datetime(2020, 2, 3, 1)), ("b", dt.datetime(2020, 2, 29, 23, 59, 59))]
+    spark.createDataFrame(old, "id string, ts timestamp").write.parquet(
+        str(storage.month_dir(table, (2020, 2)))
+    )
+    storage.record_days(
+        table,
+        {
+            dt.date(2020, 2, 3): storage.DayRecord(rows=1),
+            dt.date(2020, 2, 29): storage.DayRecord(rows=1),
+        },
+    )
+    OUTPUT.clear()
+    OUTPUT[dt.date(2020, 2, 10)] = [("c", dt.datetime(2020, 2, 10, 12), 7)]
+    result = dg.materialize(
+        [versioned],
+        resources=resources_for(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2020-02-10",
+    )
+    assert result.success
+    assert read_table(table) == [
+        ("a", dt.datetime(2020, 2, 3, 1), None),
+        ("b", dt.datetime(2020, 2, 29, 23, 59, 59), None),
+        ("c", dt.datetime(2020, 2, 10, 12), 7),
+    ]
+    versions = storage.recorded_versions(table)
+    assert versions == {
+        dt.date(2020, 2, 3): UNKNOWN,
+        dt.date(2020, 2, 10): "v2",
+        dt.date(2020, 2, 29): UNKNOWN,
+    }
+    tenth = read_days(spark, "versioned", table, [dt.date(2020, 2, 10)], SCHEMA, "ts", "v2")
+    assert [tuple(r) for r in tenth.collect()] == [("c", dt.datetime(2020, 2, 10, 12), 7)]
+    with pytest.raises(StoredSchemaError, match=r"versioned: 2 stored day\(s\), 2020-02-03 to"):
+        read_days(spark, "versioned", table, storage.stored_days(table), SCHEMA, "ts", "v2")
