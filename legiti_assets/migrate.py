@@ -55,12 +55,13 @@ def convert(spark: SparkSession, root: Path, name: str, table: Path, dated_by: s
                 "then rebuild the table (dagster asset materialize --partition-range)"
             )
         files = sorted(table.glob("year=*/month=*/day=*/*.parquet"), key=_day_of)
+        columns = {file: _columns(file) for file in files}
         groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
         for file in files:
-            groups.setdefault(_columns(file), []).append(storage.file_uri(file))
-        newest = _columns(files[-1]) if files else ()
+            groups.setdefault(columns[file], []).append(storage.file_uri(file))
+        newest = columns[files[-1]] if files else ()
         # conformed to the newest columns, days stored under others must still read as stale
-        conformed_days = {_day_of(f) for f in files if _columns(f) != newest}
+        conformed_days = {_day_of(f) for f in files if columns[f] != newest}
         storage.clean_staging(root, name)
         staged = storage.staging_dir(root, name, "migrate")
         try:
