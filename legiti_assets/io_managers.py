@@ -40,9 +40,9 @@ SOURCE_LOOKBACK = "lookback_days"
 # ... and for an unpartitioned table computed from whole tables, their paths, comma-separated:
 # it records a fingerprint of them in INPUTS_FILE.
 INPUT_TABLES = "input_tables"
-INPUTS_FILE = "_inputs_fingerprint"
+INPUTS_FILE = "_inputs_fingerprint"  # "_": Spark, pandas and DuckDB globs skip it
 # The version recorded for a day whose rows were conformed to new columns when it had none.
-UNKNOWN = "unknown"  # "_": Spark, pandas and DuckDB globs skip it
+UNKNOWN = "unknown"
 
 
 def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> list[Path]:
@@ -171,13 +171,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         days = days_of(context.asset_partitions_time_window)
         metadata = context.definition_metadata
         dated_by = str(metadata[PARTITION_EXPR])
-        storage.check_layout(context.asset_key.to_user_string(), table)
+        name = context.asset_key.to_user_string()
+        storage.check_layout(name, table)
         if metadata.get(FINGERPRINTED):
             content = changes.day_fingerprints(df, dated_by)
             rows = {day: changes.rows_of(fingerprint) for day, fingerprint in content.items()}
         else:
             content, rows = None, changes.rows_per_day(df, dated_by)
-        name = context.asset_key.to_user_string()
         if None in rows:
             raise dg.Failure(
                 f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was replaced."
@@ -195,6 +195,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
         months = storage.months_of(days)
         written = set(days)
+        in_days = F.coalesce(_in_days(dated_by, days), F.lit(False))  # a null date is not in
         merged = df
         stale: dict[dt.date, storage.DayRecord] = {}
         for month in months:
@@ -215,7 +216,6 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     for day, record in storage.recorded(table).items()
                     if (day.year, day.month) == month and day not in written
                 )
-            in_days = F.coalesce(_in_days(dated_by, days), F.lit(False))
             merged = merged.unionByName(conformed(kept.where(~in_days), df.schema))
         write_months(merged, dated_by, staged)
         trash = staged.parent / "trash"
