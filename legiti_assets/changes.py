@@ -11,9 +11,10 @@ feature days computed from its old rows no longer match it.
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from legiti_assets import storage
@@ -23,32 +24,78 @@ from legiti_assets.storage import DayRecord
 EMPTY = "0:0"
 
 
-def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date, str]:
-    """`rows:sum of row hashes` of each day that has rows, days by `dated_by`. A row's hash
-    covers every column, in name order, each as (is it null, its value): a null differs from
-    any value. So any added, changed or removed row changes its day's fingerprint (a 64-bit
-    hash sum: accidental collisions are negligible)."""
-    # hashing the values themselves: a row's JSON took twice as long to build as to hash
-    row_hash = F.xxhash64(
-        *(F.struct(F.col(c).isNull(), F.col(c)) for c in sorted(df.columns))
-    ).cast("decimal(38,0)")
-    rows = (
-        df.groupBy(F.to_date(dated_by).alias("day"))
-        .agg(F.count(F.lit(1)).alias("n"), F.sum(row_hash).alias("h"))
-        .collect()
+@dataclass(frozen=True)
+class DayProfile:
+    """What one pass over a table's rows found: each day's rows (a day by `dated_by`; None for
+    rows without one, or for every row of an undated table), each day's fingerprint if asked
+    for, and how many rows meet each named condition."""
+
+    dated_by: str | None
+    rows: dict[dt.date | None, int]
+    content: dict[dt.date | None, str] | None
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """A daily output with its `DayProfile`: the IO manager writes `df` without counting its
+    days again (the asset's checks came from the same pass)."""
+
+    df: DataFrame
+    profile: DayProfile
+
+
+def profile(
+    df: DataFrame,
+    dated_by: str | None,
+    *,
+    fingerprint: bool = False,
+    counts: Mapping[str, Column] | None = None,
+) -> DayProfile:
+    """One aggregation over `df`: rows per day, `day_fingerprints` if `fingerprint`, and the
+    number of rows for which each of `counts` (a row-level condition, window functions
+    allowed) is true (null reads as false).
+
+    A day's fingerprint is `rows:sum of row hashes`. A row's hash covers every column, in name
+    order, each as (is it null, its value): a null differs from any value. So any added, changed
+    or removed row changes its day's fingerprint (a 64-bit hash sum: accidental collisions are
+    negligible)."""
+    conditions = dict(counts or {})
+    names = {name: f"_count{i}" for i, name in enumerate(conditions)}
+    day = F.to_date(dated_by) if dated_by else F.lit(None).cast("date")
+    selected = [day.alias("_day")]
+    totals = [F.count(F.lit(1)).alias("_n")]
+    if fingerprint:
+        # hashing the values themselves: a row's JSON took twice as long to build as to hash
+        row_hash = F.xxhash64(*(F.struct(F.col(c).isNull(), F.col(c)) for c in sorted(df.columns)))
+        selected.append(row_hash.cast("decimal(38,0)").alias("_h"))
+        totals.append(F.sum("_h").alias("_h"))
+    for name, column in names.items():
+        selected.append(F.when(conditions[name], 1).otherwise(0).alias(column))
+        totals.append(F.sum(column).alias(column))
+    found = df.select(*selected).groupBy("_day").agg(*totals).collect()
+    return DayProfile(
+        dated_by=dated_by,
+        rows={row["_day"]: row["_n"] for row in found},
+        content={row["_day"]: f"{row['_n']}:{row['_h']}" for row in found} if fingerprint else None,
+        counts={name: sum(row[column] for row in found) for name, column in names.items()},
     )
-    return {row["day"]: f"{row['n']}:{row['h']}" for row in rows}
+
+
+def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date | None, str]:
+    """The fingerprint (`profile`) of each day of `df` that has rows, days by `dated_by`."""
+    content = profile(df, dated_by, fingerprint=True).content
+    assert content is not None
+    return content
 
 
 def rows_of(fingerprint: str) -> int:
     """The number of rows a day fingerprint counts."""
     return int(fingerprint.split(":", 1)[0])
-
-
-def rows_per_day(df: DataFrame, dated_by: str) -> dict[dt.date, int]:
-    """How many rows each day with rows has, days by `dated_by`."""
-    rows = df.groupBy(F.to_date(dated_by).alias("day")).count().collect()
-    return {row["day"]: row["count"] for row in rows}
 
 
 def inputs_fingerprint(

@@ -134,7 +134,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def table_dir(self, definition_metadata: dict[str, object]) -> Path:
         return self.data.resolve(str(definition_metadata[TABLE]))
 
-    def handle_output(self, context: dg.OutputContext, obj: DataFrame | None) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: DataFrame | changes.Profiled | None
+    ) -> None:
         if obj is None:
             return
         name = context.asset_key.path[-1]
@@ -153,7 +155,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 if context.has_asset_partitions:
                     metadata = self._write_days(context, obj, table, staged)
                 else:
-                    obj.write.parquet(storage.file_uri(staged))
+                    df = obj.df if isinstance(obj, changes.Profiled) else obj
+                    df.write.parquet(storage.file_uri(staged))
                     rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
                     if inputs:
                         (staged / INPUTS_FILE).write_text(changes.tables_fingerprint(inputs))
@@ -166,18 +169,28 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({**metadata, "path": dg.MetadataValue.path(str(table))})
 
     def _write_days(
-        self, context: dg.OutputContext, df: DataFrame, table: Path, staged: Path
+        self,
+        context: dg.OutputContext,
+        obj: DataFrame | changes.Profiled,
+        table: Path,
+        staged: Path,
     ) -> dict[str, object]:
         days = days_of(context.asset_partitions_time_window)
         metadata = context.definition_metadata
         dated_by = str(metadata[PARTITION_EXPR])
+        fingerprinted = bool(metadata.get(FINGERPRINTED))
         name = context.asset_key.to_user_string()
         storage.check_layout(name, table)
-        if metadata.get(FINGERPRINTED):
-            content = changes.day_fingerprints(df, dated_by)
-            rows = {day: changes.rows_of(fingerprint) for day, fingerprint in content.items()}
-        else:
-            content, rows = None, changes.rows_per_day(df, dated_by)
+        df, profile = (obj.df, obj.profile) if isinstance(obj, changes.Profiled) else (obj, None)
+        # an asset that profiled its output for its checks saves a pass over it here
+        if (
+            profile is None
+            or profile.dated_by != dated_by
+            or (fingerprinted and profile.content is None)
+        ):
+            profile = changes.profile(df, dated_by, fingerprint=fingerprinted)
+        content = profile.content if fingerprinted else None
+        rows = profile.rows
         if None in rows:
             raise dg.Failure(
                 f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was replaced."

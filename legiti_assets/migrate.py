@@ -65,7 +65,7 @@ def convert(spark: SparkSession, root: Path, name: str, table: Path, dated_by: s
         storage.clean_staging(root, name)
         staged = storage.staging_dir(root, name, "migrate")
         try:
-            rows: dict[dt.date, int] = {}
+            rows: dict[dt.date | None, int] = {}
             if files:
                 # read without the day directories' partition columns
                 frames = [spark.read.parquet(*uris) for uris in groups.values()]
@@ -73,7 +73,7 @@ def convert(spark: SparkSession, root: Path, name: str, table: Path, dated_by: s
                 df = functools.reduce(
                     DataFrame.unionByName, (conformed(frame, target) for frame in frames)
                 )
-                rows = changes.rows_per_day(df, dated_by)
+                rows = changes.profile(df, dated_by).rows
                 write_months(df, dated_by, staged)
             known = storage.recorded(table)
             storage.record_days(

@@ -6,7 +6,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks, layout
+from legiti_assets import changes, checks, layout
 from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
@@ -112,15 +112,15 @@ def training_set_asset(
             late = F.lit(False)
             for s in specs:
                 late = late | (F.col(asof_column(s.name)) > F.col(time))
-            yield from checks.evaluate(
-                context,
+            found = changes.profile(
                 joined,
+                None,
+                counts={"one_row_per_order": checks.repeats("order_id"), "point_in_time": late},
+            )
+            yield from checks.results(
+                context,
                 name,
-                {
-                    "one_row_per_order": checks.duplicates_of("order_id"),
-                    "point_in_time": checks.count_where(late),
-                    "row_count_equals_orders": F.abs(F.count(F.lit(1)) - F.lit(n_rows)),
-                },
+                {**found.counts, "row_count_equals_orders": abs(found.total - n_rows)},
             )
         finally:
             joined.unpersist()

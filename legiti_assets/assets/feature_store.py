@@ -7,7 +7,7 @@ import dagster as dg
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks, layout, storage
+from legiti_assets import changes, checks, layout, storage
 from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import SPECS
 from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
@@ -57,27 +57,24 @@ def _growing_counts(spec: FeatureSetSpec) -> list[list[str]]:
 
 
 def _violations(spec: FeatureSetSpec, days: list[dt.date]) -> dict[str, Column]:
+    """Each check's condition on a row that breaks it."""
     ts = F.col(TIMESTAMP)
     found = {
-        "unique_key_and_timestamp": checks.duplicates_of(spec.key, TIMESTAMP),
-        "non_null_key_and_timestamp": checks.count_where(F.col(spec.key).isNull() | ts.isNull()),
-        "dated_inside_partition": checks.count_where(
-            ~F.to_date(ts).between(F.lit(days[0]), F.lit(days[-1]))
-            | (ts != F.to_date(ts).cast("timestamp"))
-        ),
+        "unique_key_and_timestamp": checks.repeats(spec.key, TIMESTAMP),
+        "non_null_key_and_timestamp": F.col(spec.key).isNull() | ts.isNull(),
+        "dated_inside_partition": ~F.to_date(ts).between(F.lit(days[0]), F.lit(days[-1]))
+        | (ts != F.to_date(ts).cast("timestamp")),
     }
     counts = [F.col(a.column) for a in spec.aggregates if a.count_like]
     if counts:
-        found["non_negative_counts"] = checks.count_where(
-            F.least(*counts) < 0 if len(counts) > 1 else counts[0] < 0
-        )
+        found["non_negative_counts"] = F.least(*counts) < 0 if len(counts) > 1 else counts[0] < 0
     groups = _growing_counts(spec)
     if groups:
         shrinks = F.lit(False)
         for group in groups:
             for shorter, longer in itertools.pairwise(group):
                 shrinks = shrinks | (F.col(shorter) > F.col(longer))
-        found["counts_grow_with_window"] = checks.count_where(shrinks)
+        found["counts_grow_with_window"] = shrinks
     return found
 
 
@@ -148,8 +145,10 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         days = days_of(context.partition_time_window)
         states = compute_states(events, spec, days[0], days[-1]).persist()
         try:
-            yield dg.Output(states)
-            yield from checks.evaluate(context, states, spec.name, _violations(spec, days))
+            # one pass: the checks' counts and the rows per day the write records
+            profile = changes.profile(states, TIMESTAMP, counts=_violations(spec, days))
+            yield dg.Output(changes.Profiled(states, profile))
+            yield from checks.results(context, spec.name, profile.counts)
         finally:
             states.unpersist()
         if dg.AssetCheckKey(dg.AssetKey(spec.name), LOOKBACK_CHECK) in (

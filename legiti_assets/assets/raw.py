@@ -6,7 +6,7 @@ import dagster as dg
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import checks, layout
+from legiti_assets import changes, checks, layout
 from legiti_assets.io_managers import FINGERPRINTED, PARTITION_EXPR, TABLE
 from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
 from legiti_assets.partitions import (
@@ -66,18 +66,17 @@ def _day_in(column: str, days: list[dt.date]) -> Column:
     return F.to_date(column).between(F.lit(days[0]), F.lit(days[-1]))
 
 
-def _violations(df: DataFrame, dated_by: str, days: list[dt.date]) -> dict[str, Column]:
+def _violations(dated_by: str, days: list[dt.date]) -> dict[str, Column]:
+    """Each check's condition on a row that breaks it."""
     found = {
-        "unique_order_id": checks.duplicates_of("order_id"),
-        "non_null_keys": checks.count_where(
-            F.col("order_id").isNull() | F.col("cpf").isNull() | F.col("order_timestamp").isNull()
-        ),
-        "dated_inside_partition": checks.count_where(~_day_in(dated_by, days)),
+        "unique_order_id": checks.repeats("order_id"),
+        "non_null_keys": F.col("order_id").isNull()
+        | F.col("cpf").isNull()
+        | F.col("order_timestamp").isNull(),
+        "dated_inside_partition": ~_day_in(dated_by, days),
     }
     if dated_by == "chargeback_timestamp":
-        found["chargeback_after_order"] = checks.count_where(
-            F.col("chargeback_timestamp") < F.col("order_timestamp")
-        )
+        found["chargeback_after_order"] = F.col("chargeback_timestamp") < F.col("order_timestamp")
     return found
 
 
@@ -146,9 +145,16 @@ with beta_parameters():
                     continue
                 dated_by = DATED_BY[name]
                 in_days = df.where(_day_in(dated_by, days))
-                yield dg.Output(in_days, output_name=name, metadata=landing)
-                yield from checks.evaluate(
-                    context, in_days, name, _violations(in_days, dated_by, days)
+                # one pass: the checks' counts and the days' fingerprints the write records
+                profile = changes.profile(
+                    in_days,
+                    dated_by,
+                    fingerprint=True,
+                    counts=_violations(dated_by, days),
                 )
+                yield dg.Output(
+                    changes.Profiled(in_days, profile), output_name=name, metadata=landing
+                )
+                yield from checks.results(context, name, profile.counts)
         finally:
             release(batch)

@@ -1,0 +1,118 @@
+"""Row checks and day profiles: one pass counts each day's rows, fingerprints and violations."""
+
+import datetime as dt
+import random
+
+import pytest
+from pyspark.sql import functions as F
+
+from legiti_assets import changes, checks
+from legiti_assets.assets import feature_store, raw
+from legiti_assets.catalog import SPECS
+from legiti_assets.schemas import spark_ddl, state_schema
+
+EVENTS = "order_id string, order_timestamp timestamp, cpf string, chargeback_timestamp timestamp"
+MAY = dt.date(2020, 5, 1)
+
+
+def at(day: int, hour: int = 0) -> dt.datetime:
+    return dt.datetime(2020, 5, 1 + day, hour)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_profile_matches_a_model_of_its_rows(spark, seed: int) -> None:
+    rnd = random.Random(seed)
+    rows = [
+        (
+            rnd.choice(["a", "b", "c", "d", None]),
+            rnd.choice([at(rnd.randrange(5), rnd.randrange(24)), None]),
+            rnd.choice(["x", "y", None]),
+            None,
+        )
+        for _ in range(rnd.randrange(0, 60))
+    ]
+    df = spark.createDataFrame(rows, EVENTS)
+    found = changes.profile(
+        df,
+        "order_timestamp",
+        fingerprint=True,
+        counts={
+            "repeats": checks.repeats("order_id", "cpf"),
+            "no_cpf": F.col("cpf").isNull(),
+            # null for rows without a time: counted as not met
+            "morning": F.hour("order_timestamp") < 12,
+        },
+    )
+    days: dict[dt.date | None, int] = {}
+    for _, ts, _, _ in rows:
+        day = ts.date() if ts else None
+        days[day] = days.get(day, 0) + 1
+    assert found.rows == days
+    assert found.total == len(rows)
+    assert found.content == changes.day_fingerprints(df, "order_timestamp")
+    assert found.content is not None
+    assert {day: changes.rows_of(c) for day, c in found.content.items()} == days
+    assert found.counts == {
+        # across days: a key seen on two days is a repeat as much as twice on one
+        "repeats": len(rows) - len({(o, c) for o, _, c, _ in rows}),
+        "no_cpf": sum(c is None for _, _, c, _ in rows),
+        "morning": sum(ts is not None and ts.hour < 12 for _, ts, _, _ in rows),
+    }
+
+
+def test_profile_of_an_undated_table_has_one_group(spark) -> None:
+    df = spark.createDataFrame([("a",), ("a",), ("b",)], "order_id string")
+    found = changes.profile(df, None, counts={"repeats": checks.repeats("order_id")})
+    assert found.rows == {None: 3}
+    assert found.content is None
+    assert found.counts == {"repeats": 1}
+
+
+def test_raw_checks_count_each_broken_row(spark) -> None:
+    days = [MAY + dt.timedelta(days=i) for i in range(3)]
+    rows = [
+        ("o1", at(0, 10), "x", at(1, 9)),
+        ("o1", at(2, 10), "y", None),  # the same order on another day
+        ("o2", at(1, 10), None, None),  # no user
+        ("o3", at(5, 10), "x", at(1, 9)),  # outside the days, charged back before it
+        ("o4", at(2, 10), "z", None),
+    ]
+    df = spark.createDataFrame(rows, EVENTS)
+    orders = changes.profile(
+        df, "order_timestamp", counts=raw._violations("order_timestamp", days)
+    ).counts
+    assert orders == {"unique_order_id": 1, "non_null_keys": 1, "dated_inside_partition": 1}
+    charged = df.where(F.col("chargeback_timestamp").isNotNull())
+    chargebacks = changes.profile(
+        charged, "chargeback_timestamp", counts=raw._violations("chargeback_timestamp", days)
+    ).counts
+    assert chargebacks == {
+        "unique_order_id": 0,
+        "non_null_keys": 0,
+        "dated_inside_partition": 0,
+        "chargeback_after_order": 1,
+    }
+
+
+def test_feature_set_checks_count_each_broken_row(spark) -> None:
+    spec = SPECS["user_orders"]
+    days = [MAY, MAY + dt.timedelta(days=1)]
+    rows = [
+        ("u1", at(0), 1, 2, 3),
+        ("u1", at(0), 1, 2, 3),  # the same key and time twice
+        ("u2", at(1), 2, 1, 3),  # 7 days count fewer than 3
+        ("u3", at(1, 5), 0, 0, 0),  # not at 00:00
+        (None, at(1), -1, 0, 0),  # no key, a negative count
+        ("u4", at(1), 0, 0, 4),
+    ]
+    states = spark.createDataFrame(rows, spark_ddl(state_schema(spec)))
+    found = changes.profile(
+        states, "timestamp", counts=feature_store._violations(spec, days)
+    ).counts
+    assert found == {
+        "unique_key_and_timestamp": 1,
+        "non_null_key_and_timestamp": 1,
+        "dated_inside_partition": 1,
+        "non_negative_counts": 1,
+        "counts_grow_with_window": 1,
+    }
