@@ -31,11 +31,13 @@ other, each with the 1-min load average as it ended; their Parquet must equal ou
 for row, before any figure is kept:
 
 - main:   `python -m legiti_assets.run --start START --end END` (`make awesome-dataset`) in a
-          fresh data directory and DAGSTER_HOME, against `bare_spark --start START --end END`
+          fresh data directory and DAGSTER_HOME, against `bare_spark --start START --end END`;
+          `--main-repeats` pairs (medians) up to 100k orders, one pair above
 - daily:  then `dagster asset materialize --select <feature sets> --partition END` against
           `bare_spark --day END`, `--daily-repeats` times each (medians)
-- sample: once per invocation, main on the 9-row sample (data/order_events/input.csv, the
-          Makefile's START and END); kept in `benchmarks/data/results/sample.json`
+- sample: once per invocation (`--main-repeats` pairs), main on the 9-row sample
+          (data/order_events/input.csv, the Makefile's START and END); kept in
+          `benchmarks/data/results/sample.json`
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ STAGES = ("backfill", "extra", "daily", "dataset", "online")
 EXTRA = "user_chargeback_delays"  # the min/max feature set of the extra stage
 FLOAT_TOLERANCE = 1e-9
 STOCK_MAX_ORDERS = 1_000_000  # stock butterfree's cost grows with users x days: 10m is skipped
+# the main job is timed `--main-repeats` times up to this size: one pair of whole processes
+# swings by 20% on a shared 2-core machine; above it, once (a 10m pair takes ~8 minutes)
+MAIN_REPEATS_MAX_ORDERS = 100_000
 SAMPLE = HERE.parent / "data" / "order_events" / "input.csv"
 SAMPLE_DAYS = (dt.date(2018, 5, 12), dt.date(2020, 7, 17))  # the Makefile's START and END
 BARE_LIMITS = {"main": 1.5, "daily": 1.25}  # ours / bare, whole processes
@@ -313,34 +318,48 @@ def _median(runs: list[dict]) -> dict:
 
 
 def versus_bare(
-    landing: Path, work: Path, start: dt.date, end: dt.date, args, daily_repeats: int = 0
+    landing: Path,
+    work: Path,
+    start: dt.date,
+    end: dt.date,
+    args,
+    daily_repeats: int = 0,
+    main_repeats: int = 1,
 ) -> dict:
     """Ours and the bare script on the landing file `landing`, whole processes side by side:
-    the main job over start..end in a fresh data directory and DAGSTER_HOME under `work`, then
-    `daily_repeats` times one daily partition of every feature set for `end`, ours after the
-    main job. Raises unless the bare script's rows are ours."""
+    `main_repeats` times the main job over start..end, ours in a fresh data directory and
+    DAGSTER_HOME under `work` then the bare script (medians), then `daily_repeats` times one
+    daily partition of every feature set for `end`, ours after the main job. Raises unless the
+    bare script's rows are ours."""
     from legiti_assets.catalog import SPECS
     from legiti_assets.resources import SparkResource
 
     shutil.rmtree(work, ignore_errors=True)
     ours, home, bare = work / "platform", work / "dagster_home", work / "bare"
-    (ours / "order_events").mkdir(parents=True)
-    shutil.copy(landing, ours / "order_events" / landing.name)
-    home.mkdir()
-    shutil.copy(HERE.parent / "dagster.yaml", home / "dagster.yaml")
     env = {"LEGITI_DATA_DIR": str(ours), "DAGSTER_HOME": str(home)}
     spark = SparkResource()  # the defaults `make awesome-dataset` runs with
     bare_command = [sys.executable, "-m", "benchmarks.bare_spark", "--data-dir", str(ours)]
     bare_command += ["--out", str(bare), "--shuffle-partitions", str(spark.shuffle_partitions)]
     bare_command += ["--driver-memory", spark.driver_memory]
     days = ["--start", str(start), "--end", str(end)]
+    mains = []
+    for _ in range(main_repeats):
+        for fresh in (ours, home):
+            shutil.rmtree(fresh, ignore_errors=True)
+        (ours / "order_events").mkdir(parents=True)
+        shutil.copy(landing, ours / "order_events" / landing.name)
+        home.mkdir()
+        shutil.copy(HERE.parent / "dagster.yaml", home / "dagster.yaml")
+        mains.append(
+            (
+                _process([sys.executable, "-m", "legiti_assets.run", *days], args, env),
+                _process([*bare_command, *days], args),
+            )
+        )
+        check_bare(bare, ours)
     versus = {
-        "main": {
-            "ours": _process([sys.executable, "-m", "legiti_assets.run", *days], args, env),
-            "bare": _process([*bare_command, *days], args),
-        }
+        "main": {"ours": _median([o for o, _ in mains]), "bare": _median([b for _, b in mains])}
     }
-    check_bare(bare, ours)
     if daily_repeats:
         dagster = Path(sys.executable).with_name("dagster")
         daily = [str(dagster), "asset", "materialize", "-m", "legiti_assets.definitions"]
@@ -373,7 +392,7 @@ def bench_sample(args) -> dict:
     """The main job on the 9-row sample, ours against the bare script: once per invocation."""
     start, end = SAMPLE_DAYS
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    versus = versus_bare(SAMPLE, DATA / "sample", start, end, args)
+    versus = versus_bare(SAMPLE, DATA / "sample", start, end, args, 0, args.main_repeats)
     _versus_note("sample", versus)
     return {
         "size": "sample",
@@ -504,7 +523,10 @@ def bench_size(name: str, args) -> dict:
     }
     result["rows"] = {n: len(getattr(refs[0], n)) for n in (*FEATURE_SETS, "awesome_dataset")}
     result["rows"][EXTRA] = len(delays[0].rows)
-    result["versus"] = versus_bare(landing, root / "versus", start, end, args, args.daily_repeats)
+    main_repeats = args.main_repeats if size.orders <= MAIN_REPEATS_MAX_ORDERS else 1
+    result["versus"] = versus_bare(
+        landing, root / "versus", start, end, args, args.daily_repeats, main_repeats
+    )
     _versus_note(name, result["versus"])
     if args.stock_cap > 0 and size.orders <= STOCK_MAX_ORDERS:
         result["stock"] = _stock(root, start, end, refs[0], args)
@@ -831,10 +853,13 @@ def _stage_loads(stages: dict) -> str:
 
 
 def _daily_repeats(versus: dict) -> str:
-    if "daily" not in versus:
-        return ""
-    ours, bare = (", ".join(map(str, versus["daily"][k]["repeats"])) for k in ("ours", "bare"))
-    return f"; daily partition whole process, each repeat: ours {ours} s, bare {bare} s"
+    """Each repeat of the whole-process pairs, where there were several."""
+    found = ""
+    for key, label in (("main", "main job"), ("daily", "daily partition")):
+        if key in versus and len(versus[key]["ours"].get("repeats", [])) > 1:
+            ours, bare = (", ".join(map(str, versus[key][k]["repeats"])) for k in ("ours", "bare"))
+            found += f"; {label} whole process, each repeat: ours {ours} s, bare {bare} s"
+    return found
 
 
 def write_results(results: list[dict], sample: dict | None = None) -> None:
@@ -874,7 +899,8 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         "engine and point-in-time join, one Parquet dataset per table; no validation, raw copy, "
         "month directories, checks, online store or Dagster) as whole processes, one after the "
         "other; their rows were equal. *main*: `python -m legiti_assets.run` (`make "
-        "awesome-dataset`, online store included) over START..END in a fresh data directory; "
+        "awesome-dataset`, online store included) over START..END in a fresh data directory "
+        "(medians of 3 pairs up to 100k orders, each pair listed below; one pair above); "
         "*daily*: then `dagster asset materialize` of the feature sets for END, against the "
         "bare script's `--day END` (medians of the repeats); *sample*: the 9-row sample, "
         "2018-05-12..2020-07-17. *load*: 1-min load average as each process ended. Our "
@@ -890,7 +916,7 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         parts.append(
             f"- sample (9 orders, {sample['start']}..{sample['end']}), measured "
             f"{sample['measured']}, load average {sample['load_before']} before / "
-            f"{sample['load_after']} after"
+            f"{sample['load_after']} after" + _daily_repeats(sample["versus"])
         )
     for r in results:
         stock = r.get("stock", {})
@@ -916,6 +942,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stock-cap", type=float, default=600, help="seconds; 0 skips it")
     parser.add_argument("--cap", type=float, default=1800, help="seconds per stage process")
     parser.add_argument("--daily-repeats", type=int, default=3)
+    parser.add_argument(
+        "--main-repeats",
+        type=int,
+        default=3,
+        help=f"main job pairs, medians (landings up to {MAIN_REPEATS_MAX_ORDERS:,} orders)",
+    )
     parser.add_argument("--duckdb-repeats", type=int, default=3)
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
