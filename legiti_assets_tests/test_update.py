@@ -328,6 +328,31 @@ def test_large_stores_are_compared_on_a_fixed_sample(sample_dir, spark, monkeypa
     assert "latest stored row 2020-07-17" in reported["x"]
 
 
+def test_a_small_store_is_sampled_by_its_history_keys(
+    sample_dir, spark, tmp_path, monkeypatch
+) -> None:
+    """An online store with fewer keys than SAMPLE_KEYS, over a history with more: the sample
+    is sized by the history's keys, and every stored key sampled is reported missing."""
+    import zlib
+
+    from legiti_assets.assets import online
+
+    update(dg.DagsterInstance.ephemeral(), resources_for(sample_dir))
+    data = DataDir(path=str(sample_dir))
+    spec = SPECS["user_orders"]
+    stored = {r[0] for r in online.stored_states(spark, data, spec).select("cpf").collect()}
+    assert len(stored) >= 2
+    monkeypatch.setattr(online, "SAMPLE_KEYS", 1)
+    with open_online_store(str(tmp_path / "empty.db")) as store:
+        compared, every, found = mismatches(spark, store, data, spec)
+    assert every == len(stored)
+    sampled = sorted(k for k in stored if zlib.crc32(k.encode()) % every == 0)
+    assert sampled  # the sample's keys x, y, z: x
+    assert compared == len(sampled)
+    assert [line.split(":")[0] for line in found] == sampled
+    assert all(": no online state, latest stored row" in line for line in found)
+
+
 def test_update_completes_what_partial_runs_left(sample_dir, spark, tmp_path) -> None:
     """A new day ingested and computed by hand, without the online assets or the dataset: the
     update mirrors those days and rebuilds the dataset, and mirrors everything into a new
