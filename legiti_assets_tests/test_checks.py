@@ -116,3 +116,45 @@ def test_feature_set_checks_count_each_broken_row(spark) -> None:
         "non_negative_counts": 1,
         "counts_grow_with_window": 1,
     }
+
+
+def test_training_set_checks_count_what_a_wrong_join_wrote(
+    built_sample, tmp_path, monkeypatch
+) -> None:
+    """A join that repeats a spine row with a state from its future: each check of the stored
+    training set counts it, and the stored rows are compared with the spine's."""
+    import shutil
+
+    import dagster as dg
+
+    from legiti_assets import run
+    from legiti_assets.assets import datasets
+    from legiti_assets.definitions import definitions
+    from legiti_assets.pit_join import asof_column
+    from legiti_assets_tests.helpers import resources_for
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(built_sample, data_dir)
+    join = datasets.point_in_time_join
+
+    def wrong(spine, feature_sets, *, timestamp):
+        joined = join(spine, feature_sets, timestamp=timestamp)
+        future = F.col(timestamp) + F.expr("INTERVAL 1 DAY")
+        return joined.unionByName(joined.limit(1).withColumn(asof_column("user_orders"), future))
+
+    monkeypatch.setattr(datasets, "point_in_time_join", wrong)
+    job = definitions(resources_for(data_dir)).resolve_job_def(run.COMPUTE_FEATURES)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("awesome_dataset")],
+        raise_on_error=False,
+    )
+    found = {
+        e.check_name: (e.passed, e.metadata["violations"].value)
+        for e in result.get_asset_check_evaluations()
+    }
+    assert found == {
+        "one_row_per_order": (False, 1),
+        "point_in_time": (False, 1),
+        "row_count_equals_orders": (False, 1),
+    }
