@@ -27,7 +27,6 @@ def results(
     context: dg.AssetExecutionContext,
     asset: str,
     violations: Mapping[str, int],
-    metadata: Mapping[str, object] | None = None,
 ) -> list[dg.AssetCheckResult]:
     """Results of the checks of `asset` selected in this run: each passes when it counted no
     violation."""
@@ -37,7 +36,7 @@ def results(
             asset_key=key,
             check_name=name,
             passed=count == 0,
-            metadata={"violations": count, **(metadata or {})},
+            metadata={"violations": count},
         )
         for name, count in violations.items()
         if dg.AssetCheckKey(key, name) in context.selected_asset_check_keys

@@ -206,19 +206,17 @@ def mismatches(
     table = ONLINE_TABLES[spec.name]
     online_keys = store.keys(table)
     states = stored_states(spark, data_dir, spec)
-    every, latest = 1, None
-    if len(online_keys) <= SAMPLE_KEYS:
+    if len(online_keys) > SAMPLE_KEYS:
+        every = math.ceil(len(online_keys) / SAMPLE_KEYS)
+    else:
         # a small online store may still miss the keys of a big history: one more than the
         # sample's size tells which
         latest = list(_rows(latest_per_key(states, spec).limit(SAMPLE_KEYS + 1), table))
+        every = 1
         if len(latest) > SAMPLE_KEYS:
             every = math.ceil(states.select(spec.key).distinct().count() / SAMPLE_KEYS)
-    else:
-        every = math.ceil(len(online_keys) / SAMPLE_KEYS)
     if every > 1:
         states = states.where(F.crc32(F.col(spec.key).cast("binary")) % every == 0)
-        latest = None
-    if latest is None:
         latest = list(_rows(latest_per_key(states, spec), table))
     history = {row[0]: (row[1], row[2]) for row in latest}
     keys = sorted({k for k in online_keys if sampled(k, every)} | set(history))
