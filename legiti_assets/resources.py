@@ -1,6 +1,8 @@
 """Resources: where the data lives and the Spark session every asset of a run shares."""
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,20 @@ class SparkResource(LazyPySparkResource):
             assert self._session is not None
             self._session.sparkContext.setLogLevel("ERROR")
         return self._session
+
+    def start_in_background(self) -> threading.Thread:
+        """Start the session in a daemon thread, so the JVM boots while the caller sets up its
+        runs (~1.5 s of a local process). A run's first use gets this session (pyspark's
+        builder holds a lock while it starts one); if starting failed, that use starts again
+        and its step reports why."""
+
+        def start() -> None:
+            with contextlib.suppress(Exception):
+                _ = self.spark_session
+
+        thread = threading.Thread(target=start, name="spark-start", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def spark_context(self) -> SparkContext:

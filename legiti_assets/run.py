@@ -28,7 +28,7 @@ from legiti_assets.definitions import definitions, defs
 from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS
 from legiti_assets.landing import landing_files
 from legiti_assets.partitions import FIRST_DAY, RANGE_RUN_ENV, range_tags
-from legiti_assets.resources import DataDir, OnlineStoreResource
+from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 
 def _names(assets: list[dg.AssetsDefinition]) -> list[str]:
@@ -150,12 +150,21 @@ def materialize(
                     print(f"{name}: {metadata[key]} {unit}")
 
 
+def start_spark() -> None:
+    """Boot the definitions' Spark session in the background: the main job's and an update's
+    runs all use it, and its JVM starts while Dagster's instance and first run are set up."""
+    spark = (defs.resources or {})["spark"]
+    assert isinstance(spark, SparkResource)
+    spark.start_in_background()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True)
     args = parser.parse_args(argv)
     os.environ.update(RANGE_RUN_ENV)
+    start_spark()
     with dg.DagsterInstance.get() as instance:
         try:
             materialize(args.start, args.end, instance)

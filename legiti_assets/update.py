@@ -42,6 +42,7 @@ from legiti_assets.run import (
     materialize_selection,
     range_tags,
     run_metadata,
+    start_spark,
 )
 
 UPDATE_TAG = "legiti/update"
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     os.environ.update(RANGE_RUN_ENV)
+    start_spark()
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(UPDATE).execute_in_process(
             instance=instance, run_config=QUIET, raise_on_error=False
