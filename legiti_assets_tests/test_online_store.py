@@ -909,22 +909,3 @@ def test_mirrored_days_are_recorded_per_feature_set(make_store: StoreFactory) ->
     store.record_mirrored(CHARGEBACKS, {})
     assert make_store().mirrored(ORDERS) == {"2020-06-01": "v1/a", "2020-06-02": "v1/c"}
     assert store.mirrored(CHARGEBACKS) == {}
-
-
-def test_a_mirror_pauses_cycle_collection_only_while_it_writes() -> None:
-    import gc
-
-    from legiti_assets.assets.online import _without_cycle_collection
-
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), _without_cycle_collection():
-        assert not gc.isenabled()
-        raise RuntimeError("the store went away")
-    assert gc.isenabled()  # back on after a failed write
-    gc.disable()
-    try:
-        with _without_cycle_collection():
-            pass
-        assert not gc.isenabled()  # a caller's own choice is left alone
-    finally:
-        gc.enable()

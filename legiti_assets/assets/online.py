@@ -7,9 +7,7 @@ whose row a correction removed goes back to the key's latest earlier row, or awa
 none. States dated after b are never touched, so an old backfill cannot regress a newer state.
 """
 
-import contextlib
 import datetime as dt
-import gc
 import math
 import zlib
 from collections.abc import Iterator
@@ -63,20 +61,6 @@ def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
         yield key, dt.datetime.fromtimestamp(seconds, tz=dt.UTC), values
 
 
-@contextlib.contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """A mirror streams millions of short-lived rows, none in a reference cycle: Python's cycle
-    collector, triggered by their allocations, scans every live object again and again to
-    find nothing (~18% of a 1m-row load's time). Reference counting still frees the rows."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def mirror_days(
     spark: SparkSession,
     store: OnlineStore,
@@ -100,8 +84,7 @@ def mirror_days(
             orphans.discard(row[0])
             yield row
 
-    with _without_cycle_collection():
-        applied = store.write_latest(table, latest(), replace_until=until)
+    applied = store.write_latest(table, latest(), replace_until=until)
     restored = removed = 0
     if orphans:
         # states the rewritten days no longer hold: back to each key's latest earlier row
