@@ -2,10 +2,12 @@
 
 import contextlib
 import os
+import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -50,6 +52,14 @@ class DataDir(dg.ConfigurableResource):
 
 # Spark's driver log while it starts: errors only (its default prints notes and warnings).
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def _cancel_jobs_on_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """Ctrl-C: cancel the session's running Spark jobs, then interrupt as Python would."""
+    # no session yet, or one already stopped: nothing runs to cancel
+    with contextlib.suppress(Exception):
+        SparkSession.active().sparkContext.cancelAllJobs()
+    raise KeyboardInterrupt
 
 
 class SparkResource(LazyPySparkResource):
@@ -151,6 +161,9 @@ class SparkResource(LazyPySparkResource):
             with contextlib.suppress(Exception):
                 _ = self.spark_session
 
+        if threading.current_thread() is threading.main_thread():
+            # what pyspark installs itself only when its context starts on the main thread
+            signal.signal(signal.SIGINT, _cancel_jobs_on_interrupt)
         thread = threading.Thread(target=start, name="spark-start", daemon=True)
         thread.start()
         return thread

@@ -16,6 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from legiti_assets import layout
@@ -158,6 +159,17 @@ def start_spark() -> None:
     spark.start_in_background()
 
 
+def stop_spark() -> None:
+    """Stop the runs' session, if one started, so a cluster's master frees its executors now
+    rather than when the process exits. Started on another thread, it is not this thread's
+    active session: `active` falls back to the process's default one."""
+    try:
+        session = SparkSession.active()
+    except PySparkRuntimeError:
+        return
+    session.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
@@ -170,10 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             materialize(args.start, args.end, instance)
         except RunFailed as error:
             raise SystemExit(f"{error}: its events are in the UI (make dev)") from None
-    # unregister from a cluster's master now rather than when the process exits
-    session = SparkSession.getActiveSession()
-    if session is not None:
-        session.stop()
+    stop_spark()
     root = DataDir().root
     print(f"historical feature store: {root / layout.FEATURE_STORE_DIR}")
     print(f"training datasets:        {root / layout.DATASETS_DIR}")

@@ -43,6 +43,7 @@ from legiti_assets.run import (
     range_tags,
     run_metadata,
     start_spark,
+    stop_spark,
 )
 
 UPDATE_TAG = "legiti/update"
@@ -270,9 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         result = defs.resolve_job_def(UPDATE).execute_in_process(
             instance=instance, run_config=QUIET, raise_on_error=False
         )
-    session = SparkSession.getActiveSession()
-    if session is not None:
-        session.stop()
+    stop_spark()
     if not result.success:
         failures = [
             failure.user_failure_data.description
