@@ -54,11 +54,17 @@ class DataDir(dg.ConfigurableResource):
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
-def _cancel_jobs_on_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    """Ctrl-C: cancel the session's running Spark jobs, then interrupt as Python would."""
+def _cancel_all_jobs() -> None:
     # no session yet, or one already stopped: nothing runs to cancel
     with contextlib.suppress(Exception):
         SparkSession.active().sparkContext.cancelAllJobs()
+
+
+def _cancel_jobs_on_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """Ctrl-C: cancel the session's running Spark jobs, then interrupt as Python would. The
+    cancel goes from another thread: the interrupted one may be inside a call to the JVM, and
+    Py4J cannot send a second command on its connection (pyspark's own handler tries)."""
+    threading.Thread(target=_cancel_all_jobs, name="spark-cancel", daemon=True).start()
     raise KeyboardInterrupt
 
 
@@ -162,7 +168,7 @@ class SparkResource(LazyPySparkResource):
                 _ = self.spark_session
 
         if threading.current_thread() is threading.main_thread():
-            # what pyspark installs itself only when its context starts on the main thread
+            # pyspark installs its own handler only when its context starts on the main thread
             signal.signal(signal.SIGINT, _cancel_jobs_on_interrupt)
         thread = threading.Thread(target=start, name="spark-start", daemon=True)
         thread.start()
