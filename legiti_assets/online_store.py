@@ -142,9 +142,10 @@ def from_epoch_seconds(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-# Built once: an isinstance check against ABCs costs microseconds, and a mirror checks every
-# value of millions of states (~18 s of a 10m-order load went here); plain ints and floats,
-# almost every value, are told apart by their exact type first.
+# Built once: a mirror checks every value of millions of states, and an isinstance check
+# against ABCs (with a union built per call) costs several times an exact-type test; plain ints
+# and floats, almost every value, are told apart by their exact type first (10m online stage:
+# user_orders_online 64.6 -> 60.7 s).
 _NUMBERS = (numbers.Number, Decimal)
 _REALS = (numbers.Real, Decimal)
 
