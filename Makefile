@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DAGSTER_PORT ?= 3000
 
-.PHONY: help install jvm-archive awesome-dataset update migrate dev serve bench-online test lint format clean
+.PHONY: help install jvm-archive awesome-dataset update migrate vacuum dev serve bench-online test lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,7 @@ help: ## list the targets
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --compile-bytecode  # imports skip compiling even under PYTHONDONTWRITEBYTECODE
+	$(RUN) python -m legiti_assets.maven  # once per machine: Delta Lake's jars, from Maven Central
 	$(RUN) python -m legiti_assets.jvm_archive  # once per machine: Spark's JVM starts ~3 s faster
 	@touch $@
 
@@ -40,8 +41,11 @@ awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END 
 update: install $(DAGSTER_HOME)/dagster.yaml ## bring every output up to date with the landing, rewriting only what changed
 	$(RUN) python -m legiti_assets.update
 
-migrate: install ## once after upgrading: convert tables stored a directory per day to month files
+migrate: install ## once after upgrading: convert Parquet tables (month or day directories) to Delta Lake
 	$(RUN) python -m legiti_assets.migrate
+
+vacuum: install ## remove table files unused by any version within the retention period (7 days)
+	$(RUN) python -m legiti_assets.vacuum
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTER_PORT (default 127.0.0.1:3000)
 	$(RUN) python -m legiti_assets.dev --host $(HOST) --port $(DAGSTER_PORT)
@@ -74,10 +78,10 @@ test: lint $(DAGSTER_HOME)/dagster.yaml ## ruff, dagster definitions validate, p
 
 clean: ## remove generated data, Dagster history and caches (keeps the landing file)
 	rm -rf $(LEGITI_DATA_DIR)/raw $(LEGITI_DATA_DIR)/feature_store $(LEGITI_DATA_DIR)/datasets \
-		$(LEGITI_DATA_DIR)/.staging $(LEGITI_DATA_DIR)/online_store.db* \
+		$(LEGITI_DATA_DIR)/online_store.db* \
 		.dagster_home .tmp_dagster_home_* .pytest_cache .ruff_cache spark-warehouse metastore_db
 
-.PHONY: data bench bench-update
+.PHONY: data bench bench-update bench-daily-bytes
 SIZE ?= 10k
 SEED ?= 20200717
 SIZES ?= 10k,100k
@@ -93,6 +97,9 @@ bench: install ## benchmark assets vs DuckDB and stock butterfree on SIZES (e.g.
 
 bench-update: install ## make update after one-day drops vs a full build, on SIZE=10k|100k|1m|10m
 	$(RUN) python -m benchmarks.bench_update --size $(SIZE) --seed $(SEED)
+
+bench-daily-bytes: install ## bytes one daily run writes (Delta) vs the month files, SIZE=10k|100k|1m|10m
+	$(RUN) python -m benchmarks.bench_daily_bytes --size $(SIZE) --seed $(SEED)
 
 .PHONY: test-cluster test-ui
 

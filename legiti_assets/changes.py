@@ -110,13 +110,14 @@ def inputs_fingerprint(
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def tables_fingerprint(tables: Iterable[Path]) -> str:
-    """The fingerprint of everything recorded of these tables: what an unpartitioned asset
-    computed from all their days (a training set) was computed from."""
+def tables_fingerprint(tables: Mapping[Path, int | None]) -> str:
+    """The fingerprint of everything recorded of these tables, each at the version given (None:
+    the latest): what an unpartitioned asset computed from all their days (a training set) was
+    computed from."""
     digest = hashlib.sha256()
-    for table in tables:
-        manifest = table / storage.MANIFEST
-        digest.update(manifest.read_bytes() if manifest.exists() else b"-")
+    for table, version in tables.items():
+        commit = storage.latest_commit(table, version)
+        digest.update(b"-" if commit is None else storage.encode_records(commit.days).encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 

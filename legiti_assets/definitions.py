@@ -7,9 +7,10 @@ from legiti_assets.assets.feature_store import FEATURE_SET_ASSETS
 from legiti_assets.assets.online import ONLINE_ASSETS, ONLINE_CHECKS
 from legiti_assets.assets.raw import order_and_chargeback_events
 from legiti_assets.automation import daily_schedule, landing_sensor
-from legiti_assets.io_managers import ParquetIOManager
+from legiti_assets.io_managers import DeltaIOManager
 from legiti_assets.jobs import JOBS
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
+from legiti_assets.vacuum import vacuum_job, vacuum_schedule
 
 
 def build_resources(
@@ -21,7 +22,7 @@ def build_resources(
         "data_dir": data_dir,
         "spark": spark,
         "online_store": online_store,
-        "parquet_io_manager": ParquetIOManager(spark=spark, data=data_dir),
+        "delta_io_manager": DeltaIOManager(spark=spark, data=data_dir),
     }
 
 
@@ -34,8 +35,8 @@ def definitions(resources: dict[str, object]) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ONLINE_CHECKS,
-        jobs=JOBS,
-        schedules=[daily_schedule],
+        jobs=[*JOBS, vacuum_job],
+        schedules=[daily_schedule, vacuum_schedule],
         sensors=[landing_sensor],
         resources=resources,
         # One process and one Spark session per run: each step in its own process would pay a

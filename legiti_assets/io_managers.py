@@ -1,29 +1,27 @@
-"""IO manager storing Spark DataFrames as Parquet, one directory (and file) per month for
-daily assets.
+"""IO manager storing Spark DataFrames as Delta Lake tables (`legiti_assets.storage`).
 
-A partitioned output may cover a range of days (a single-run backfill): every day of the range
-is replaced, including days the new output has no rows for, and no other day's rows change (a
-month partly written keeps its other days' rows, copied into its new file).
+A partitioned output may cover a range of days (a single-run backfill): its write is one
+commit that replaces every day of the range, including days the new output has no rows for,
+and no other day's rows. An input is read at the version that was latest when it was loaded,
+and an output records the fingerprints of exactly that version's records: what it says it
+was computed from is what it read, whatever commits land meanwhile.
 """
 
-import contextlib
-import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from legiti_assets import changes, storage
+from legiti_assets.locations import is_local, uri
 from legiti_assets.partitions import days_of
 from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
 
-PARTITION_COLUMNS = ("year", "month")
 # Definition metadata keys: the timestamp column that dates each row of a daily asset, and the
 # table's path under the data directory (from `legiti_assets.layout`).
 PARTITION_EXPR = "partition_expr"
@@ -38,28 +36,35 @@ FINGERPRINTED = "fingerprinted"
 SOURCE_TABLE = "source_table"
 SOURCE_LOOKBACK = "lookback_days"
 # ... and for an unpartitioned table computed from whole tables, their paths, comma-separated:
-# it records a fingerprint of them in INPUTS_FILE.
+# it records a fingerprint of their records, and the versions it read, in its commit.
 INPUT_TABLES = "input_tables"
-INPUTS_FILE = "_inputs_fingerprint"  # "_": Spark, pandas and DuckDB globs skip it
+INPUTS = "inputs"  # the fact of a table's commits that holds that fingerprint
+BUILT_FROM = "built_from"  # ... and the one that holds the versions of its inputs
 # The version recorded for a day whose rows were conformed to new columns when it had none.
 UNKNOWN = "unknown"
 
 
-def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> list[Path]:
-    """The tables an asset's output is computed from (by its definition metadata)."""
+def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> dict[str, Path]:
+    """The tables an asset's output is computed from (by its definition metadata), by their
+    paths under the data directory."""
     paths = [str(definition_metadata[SOURCE_TABLE])] if SOURCE_TABLE in definition_metadata else []
     paths += [p for p in str(definition_metadata.get(INPUT_TABLES, "")).split(",") if p]
-    return [data.resolve(p) for p in paths]
+    return {p: data.resolve(p) for p in paths}
 
 
-def _in_days(dated_by: str, days: list[dt.date]) -> Column:
-    ts = F.col(dated_by)
-    if days == changes.day_range(days[0], days[-1]):
-        # bounds on the timestamp itself reach the Parquet reader, which skips row groups
-        start = F.lit(days[0].isoformat()).cast("timestamp")
-        end = F.lit((days[-1] + dt.timedelta(days=1)).isoformat()).cast("timestamp")
-        return (ts >= start) & (ts < end)
-    return F.to_date(ts).isin(days)
+# The version of each input table a run's steps read: (run id, table) -> version.
+_read_versions: dict[tuple[str, Path], int] = {}
+
+
+def pin(run_id: str, table: Path) -> int | None:
+    """The version of `table` that run `run_id` reads: the latest when first asked."""
+    key = (run_id, table.resolve() if is_local(table) else table)
+    if key not in _read_versions:
+        version = storage.current_version(table)
+        if version is None:
+            return None
+        _read_versions[key] = version
+    return _read_versions[key]
 
 
 def read_days(
@@ -70,42 +75,27 @@ def read_days(
     schema: dg.TableSchema,
     dated_by: str,
     version: str | None = None,
+    as_of: int | None = None,
 ) -> DataFrame:
-    """The stored `days` of a daily table, dated by its column `dated_by`, as one DataFrame of
-    `schema`'s columns; raises, saying to backfill, if a day was written under other columns
-    or another declaration `version`."""
+    """The stored `days` of a daily table (at table version `as_of`, default the latest),
+    dated by its column `dated_by`, as one DataFrame of `schema`'s columns; raises, saying to
+    backfill, if a day was written under other columns or another declaration `version`."""
     storage.check_layout(name, table)
-    paths = [
-        p for p in (storage.month_dir(table, m) for m in storage.months_of(days)) if p.is_dir()
-    ]
-    if not paths:
+    if as_of is None:
+        as_of = storage.current_version(table)
+    if as_of is None or not days:
         return spark.createDataFrame([], spark_ddl(schema))
-    check_stored_schema(name, paths, schema)
+    check_stored_schema(name, table, schema, as_of)
     if version is not None:
-        check_versions(name, storage.recorded_versions(table), days, version)
+        records = storage.recorded(table, as_of)
+        check_versions(name, {d: r.version for d, r in records.items()}, days, version)
+    if days == changes.day_range(days[0], days[-1]):
+        # bounds on the timestamp itself skip the files of other days, by their statistics
+        in_days = F.expr(storage.day_bounds(dated_by, days[0], days[-1]))
+    else:
+        in_days = F.to_date(dated_by).isin(days)
     return (
-        spark.read.schema(spark_ddl(schema))
-        .option("basePath", storage.file_uri(table))
-        .parquet(*(storage.file_uri(p) for p in paths))
-        .drop(*PARTITION_COLUMNS)
-        .where(_in_days(dated_by, days))
-    )
-
-
-def write_months(df: DataFrame, dated_by: str, folder: Path) -> None:
-    """Write `df` under `folder` as `year=YYYY/month=M/` directories of one file each."""
-    ts = F.col(dated_by)
-    (
-        # one task, so one file, per month: a partitioned write otherwise makes a file per
-        # month and task; sorted, so a reader of a few days skips the other row groups
-        df.withColumn("year", F.year(ts))
-        .withColumn("month", F.month(ts))
-        .repartition(*PARTITION_COLUMNS)
-        # the write sorts by the partition columns itself and would drop a sort by `dated_by`
-        # alone (SPARK-50469)
-        .sortWithinPartitions(*PARTITION_COLUMNS, dated_by)
-        .write.partitionBy(*PARTITION_COLUMNS)
-        .parquet(storage.file_uri(folder))
+        storage.read(spark, table, as_of).select(*(c.name for c in schema.columns)).where(in_days)
     )
 
 
@@ -124,14 +114,21 @@ def conformed(df: DataFrame, schema: StructType) -> DataFrame:
     )
 
 
-class ParquetIOManager(dg.ConfigurableIOManager):
-    """Parquet tables at `<data>/<the asset's "table" metadata>`; daily assets as
-    `year=YYYY/month=M/` directories readable as one table by Spark, pandas and DuckDB."""
+def _run_id(context: dg.InputContext) -> str:
+    try:
+        return context.step_context.run_id
+    except dg.DagsterInvariantViolationError:  # a load outside a run: no output reads its pin
+        return ""
+
+
+class DeltaIOManager(dg.ConfigurableIOManager):
+    """Delta Lake tables at `<data>/<the asset's "table" metadata>`, readable as one table by
+    Spark, `deltalake`, pandas and DuckDB; daily assets replace their days in one commit."""
 
     spark: SparkResource
     data: DataDir
 
-    def table_dir(self, definition_metadata: dict[str, object]) -> Path:
+    def table_dir(self, definition_metadata: Mapping[str, object]) -> Path:
         return self.data.resolve(str(definition_metadata[TABLE]))
 
     def handle_output(
@@ -139,48 +136,50 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     ) -> None:
         if obj is None:
             return
-        name = context.asset_key.path[-1]
         table = self.table_dir(context.definition_metadata)
-        root = self.data.root
-        staged = storage.staging_dir(root, name, context.run_id)
-        inputs = input_tables(self.data, context.definition_metadata)
-        # one writer per table at a time: two runs over overlapping days never interleave; and
-        # no input is rewritten while this output is computed (lazily, as it is written) from it,
-        # so the fingerprint of the inputs recorded is the one of what was read
-        with storage.writer_lock(root, name), contextlib.ExitStack() as reading:
-            for source in inputs:
-                reading.enter_context(storage.writer_lock(root, source.name, shared=True))
-            storage.clean_staging(root, name)
-            try:
-                if context.has_asset_partitions:
-                    metadata = self._write_days(context, obj, table, staged)
-                else:
-                    df = obj.df if isinstance(obj, changes.Profiled) else obj
-                    df.write.parquet(storage.file_uri(staged))
-                    rows = sum(pq.read_metadata(f).num_rows for f in staged.glob("*.parquet"))
-                    if inputs:
-                        (staged / INPUTS_FILE).write_text(changes.tables_fingerprint(inputs))
-                    storage.replace_dir(staged, table, staged.parent / "trash")
-                    metadata = {"dagster/row_count": rows}
-            finally:
-                storage.clean_staging(root, name)
+        name = context.asset_key.to_user_string()
+        storage.check_layout(name, table)
+        if context.has_asset_partitions:
+            metadata = self._write_days(context, obj, table)
+        else:
+            metadata = self._write_table(context, obj, table)
         # the column schema is definition metadata: a range run copies output metadata into
         # every day's event, and the schema would be most of the event log's size
         context.add_output_metadata({**metadata, "path": dg.MetadataValue.path(str(table))})
 
+    def _write_table(
+        self, context: dg.OutputContext, obj: DataFrame | changes.Profiled, table: Path
+    ) -> dict[str, object]:
+        df = obj.df if isinstance(obj, changes.Profiled) else obj
+        inputs = input_tables(self.data, context.definition_metadata)
+        versions = {t: pin(context.run_id, t) for t in inputs.values()}
+        facts: dict[str, object] = {}
+        if inputs:
+            facts[INPUTS] = changes.tables_fingerprint(versions)
+            facts[BUILT_FROM] = {name: versions[t] for name, t in inputs.items()}
+        version = storage.write(
+            df,
+            table,
+            days={},
+            facts=facts,
+            based_on=storage.current_version(table),
+            new_schema=True,
+        )
+        rows = storage.committed_rows(table, version)
+        return {
+            "dagster/row_count": rows,
+            "table_version": version,
+            **({"input_versions": dg.MetadataValue.json(facts[BUILT_FROM])} if inputs else {}),
+        }
+
     def _write_days(
-        self,
-        context: dg.OutputContext,
-        obj: DataFrame | changes.Profiled,
-        table: Path,
-        staged: Path,
+        self, context: dg.OutputContext, obj: DataFrame | changes.Profiled, table: Path
     ) -> dict[str, object]:
         days = days_of(context.asset_partitions_time_window)
         metadata = context.definition_metadata
         dated_by = str(metadata[PARTITION_EXPR])
         fingerprinted = bool(metadata.get(FINGERPRINTED))
         name = context.asset_key.to_user_string()
-        storage.check_layout(name, table)
         df, profile = (obj.df, obj.profile) if isinstance(obj, changes.Profiled) else (obj, None)
         # an asset that profiled its output for its checks saves a pass over it here
         if (
@@ -193,53 +192,47 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         rows = profile.rows
         if None in rows:
             raise dg.Failure(
-                f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was replaced."
+                f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was written."
             )
         outside = sorted(set(rows) - set(days))
         if outside:
             raise dg.Failure(
                 f"{name}: rows dated {outside[0]} lie outside the partitions "
-                f"{days[0]}..{days[-1]} being written; nothing was replaced."
+                f"{days[0]}..{days[-1]} being written; nothing was written."
             )
-        source = (
-            storage.recorded(self.data.resolve(str(metadata[SOURCE_TABLE])))
-            if SOURCE_TABLE in metadata
-            else None
-        )
-        months = storage.months_of(days)
-        written = set(days)
-        in_days = F.coalesce(_in_days(dated_by, days), F.lit(False))  # a null date is not in
-        merged = df
+        source = None
+        if SOURCE_TABLE in metadata:
+            source_table = self.data.resolve(str(metadata[SOURCE_TABLE]))
+            source = storage.recorded(source_table, pin(context.run_id, source_table))
+        based_on = storage.current_version(table)
+        known = storage.recorded(table, based_on)
+        new_schema = based_on is not None and _columns(
+            self.spark.spark_session.read.format("delta").load(uri(table)).schema
+        ) != _columns(df.schema)
+        replace_where: str | None = storage.day_bounds(dated_by, days[0], days[-1])
         stale: dict[dt.date, storage.DayRecord] = {}
-        for month in months:
-            live = storage.month_dir(table, month)
-            if not live.is_dir() or written.issuperset(storage.days_in(month)):
-                continue
-            # the month's other days keep their rows: they move into its new file
-            kept = self.spark.spark_session.read.parquet(storage.file_uri(live))
-            if _columns(kept.schema) != _columns(df.schema):
-                if VERSION not in metadata:
-                    raise dg.Failure(
-                        f"{name}: {live} holds other columns than this output; write every "
-                        "stored day of it again (dagster asset materialize --partition-range)"
-                    )
-                # conformed to the new columns, the kept days must still read as stale
-                stale.update(
-                    (day, dataclasses.replace(record, version=record.version or UNKNOWN))
-                    for day, record in storage.recorded(table).items()
-                    if (day.year, day.month) == month and day not in written
+        if new_schema:
+            if VERSION not in metadata:
+                raise dg.Failure(
+                    f"{name}: {table} holds other columns than this output; write every "
+                    "stored day of it again (dagster asset materialize --partition-range)"
                 )
-            merged = merged.unionByName(conformed(kept.where(~in_days), df.schema))
-        write_months(merged, dated_by, staged)
-        trash = staged.parent / "trash"
-        for month in months:
-            new = storage.month_dir(staged, month)
-            live = storage.month_dir(table, month)
-            storage.replace_dir(new if new.is_dir() else None, live, trash, table)
-        storage.record_days(
-            table,
-            stale
-            | {
+            # the whole table is rewritten under the new columns; its other days, conformed
+            # to them, must still read as stale
+            kept = storage.read(self.spark.spark_session, table, based_on).where(
+                ~F.expr(replace_where)
+            )
+            df = df.unionByName(conformed(kept, df.schema))
+            replace_where = None
+            stale = {
+                day: storage.DayRecord(**{**vars(r), "version": r.version or UNKNOWN})
+                for day, r in known.items()
+                if day not in set(days)
+            }
+        records = {
+            **known,
+            **stale,
+            **{
                 day: storage.DayRecord(
                     version=metadata.get(VERSION),
                     content=None if content is None else content.get(day, changes.EMPTY),
@@ -250,6 +243,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 )
                 for day in days
             },
+        }
+        all_days = sorted(records) if new_schema else days
+        version = storage.write(
+            storage.clustered(df, dated_by, all_days),
+            table,
+            days=records,
+            based_on=based_on,
+            replace_where=replace_where,
+            new_schema=new_schema,
         )
         # every day of a range run gets this metadata: a total there would read as per day
         rows_key = "dagster/row_count" if len(days) == 1 else "rows_written_in_run"
@@ -259,6 +261,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "days_with_rows": len(rows),
             "first_day": str(days[0]),
             "last_day": str(days[-1]),
+            "table_version": version,
         }
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
@@ -267,6 +270,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         table = self.table_dir(metadata)
         schema = metadata["dagster/column_schema"]
         name = context.asset_key.to_user_string()
+        storage.check_layout(name, table)
+        version = pin(_run_id(context), table)
         if context.has_asset_partitions:
             if not context.asset_partition_keys:  # a lookback before the first partition
                 return spark.createDataFrame([], spark_ddl(schema))
@@ -278,8 +283,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 schema,
                 str(metadata[PARTITION_EXPR]),
                 metadata.get(VERSION),
+                version,
             )
-        if not table.is_dir():
-            raise dg.Failure(f"{name} is not materialized: {table} is missing")
-        check_stored_schema(name, [table], schema)
-        return spark.read.schema(spark_ddl(schema)).parquet(storage.file_uri(table))
+        if version is None:
+            raise dg.Failure(f"{name} is not materialized: {table} is not a Delta table yet")
+        check_stored_schema(name, table, schema, version)
+        return storage.read(spark, table, version).select(*(c.name for c in schema.columns))

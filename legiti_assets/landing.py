@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import NoReturn
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from legiti_assets import storage
+from legiti_assets.locations import location, uri
 
 REQUIRED_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 TIMESTAMP_COLUMNS = ("order_timestamp", "chargeback_timestamp")
@@ -74,20 +73,26 @@ class LandingBatch:
         self.cached.unpersist()
 
 
-def read_header(path: str) -> list[str]:
+def read_header(path: str | Path) -> list[str]:
     """The header's column names, checked for the required ones."""
-    if not os.path.isfile(path):
-        raise LandingFileError(path, [(None, None, "the landing file does not exist")])
-    with open(path, "rb") as handle:
-        first = handle.readline(MAX_HEADER_BYTES)
+    if isinstance(path, str):
+        path = location(path)
+    if not path.is_file():
+        raise LandingFileError(str(path), [(None, None, "the landing file does not exist")])
+    with path.open("rb") as handle:
+        # an object store's file objects take no size in readline()
+        first = handle.read(MAX_HEADER_BYTES)
+    end = first.find(b"\n")
+    first = first[: end + 1] if end >= 0 else first
     if not first.strip():
-        raise LandingFileError(path, [(1, None, "the file is empty: expected a header line")])
+        raise LandingFileError(str(path), [(1, None, "the file is empty: expected a header line")])
     if not first.endswith(b"\n") and len(first) >= MAX_HEADER_BYTES:
-        raise LandingFileError(path, [(1, None, "the header line is longer than 1 MiB")])
+        raise LandingFileError(str(path), [(1, None, "the header line is longer than 1 MiB")])
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise LandingFileError(path, [(1, None, f"the header is not UTF-8: {error}")]) from None
+        problem = (1, None, f"the header is not UTF-8: {error}")
+        raise LandingFileError(str(path), [problem]) from None
     header = [name.strip() for name in next(csv.reader([text.rstrip("\r\n")]))]
     problems: list[tuple[int | None, str | None, str]] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -99,7 +104,7 @@ def read_header(path: str) -> list[str]:
     if duplicated:
         problems.append((1, None, f"column(s) named twice: {', '.join(duplicated)}"))
     if problems:
-        raise LandingFileError(path, problems)
+        raise LandingFileError(str(path), problems)
     return header
 
 
@@ -230,12 +235,12 @@ def _checked(lines: DataFrame, header: list[str], first_day: dt.date) -> DataFra
     )
 
 
-def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingBatch:
+def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> LandingBatch:
     """Parse and validate the whole landing file, or raise `LandingFileError`."""
+    if isinstance(path, str):
+        path = location(path)
     header = read_header(path)
-    lines = spark.read.text(storage.file_uri(Path(path))).withColumn(
-        "_row", F.monotonically_increasing_id()
-    )
+    lines = spark.read.text(uri(path)).withColumn("_row", F.monotonically_increasing_id())
     checked = _checked(lines, header, first_day)
     has_problems = F.size("_problems") > 0
     # identical lines of one order are a re-delivery, kept once; a line with a problem is
@@ -279,7 +284,7 @@ def read_landing(spark: SparkSession, path: str, first_day: dt.date) -> LandingB
 
 
 def _raise_row_problems(
-    lines: DataFrame, path: str, rows: list[tuple[int, list[str]]], total: int
+    lines: DataFrame, path: Path, rows: list[tuple[int, list[str]]], total: int
 ) -> None:
     numbers = _line_numbers(lines, [row_id for row_id, _ in rows])
     problems: list[tuple[int | None, str | None, str]] = []
@@ -287,10 +292,10 @@ def _raise_row_problems(
         for message in messages:
             column, text = message.split(":", 1)
             problems.append((numbers[row_id], None if column == "_" else column, text))
-    raise LandingFileError(path, problems[:MAX_REPORTED_ERRORS], total)
+    raise LandingFileError(str(path), problems[:MAX_REPORTED_ERRORS], total)
 
 
-def _raise_duplicates(lines: DataFrame, checked: DataFrame, path: str) -> NoReturn:
+def _raise_duplicates(lines: DataFrame, checked: DataFrame, path: Path) -> NoReturn:
     """Name the lines of order_ids that appear with different values (a re-delivery of the
     same line is fine)."""
     by_id = Window.partitionBy("order_id")
@@ -374,7 +379,7 @@ def _read_landing_files(
         raise LandingFileError(
             str(directory), [(None, None, "no *.csv landing file in the landing directory")]
         )
-    batches = [read_landing(spark, str(path), first_day) for path in files]
+    batches = [read_landing(spark, path, first_day) for path in files]
     ignored = sorted({c for b in batches for c in b.ignored_columns})
     if len(batches) == 1:
         return batches[0]

@@ -1,11 +1,10 @@
 """Where every table lives under the data directory: the one place that knows the paths.
 
 order_events/*.csv                               the landing
-raw/<event asset>/year=YYYY/month=M/             daily raw events, a file per month
-feature_store/historical/<entity>/<feature set>/year=YYYY/month=M/
-datasets/<training set>/                         training sets
+raw/<event asset>/                               daily raw events          (Delta tables:
+feature_store/historical/<entity>/<feature set>/ daily states               _delta_log/ and
+datasets/<training set>/                         training sets              Parquet files)
 online_store.db                                  the default (SQLite) online store
-.staging/                                        writes in progress, locks, trash
 """
 
 LANDING_DIR = "order_events"

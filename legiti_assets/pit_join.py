@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from legiti_assets import layout, storage
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import read_days
-from legiti_assets.schemas import state_schema
+from legiti_assets.schemas import spark_ddl, state_schema
 
 
 def asof_column(feature_set: str) -> str:
@@ -107,28 +107,59 @@ def last_covered_day(recorded: set[dt.date], first_event_day: dt.date | None) ->
     return day
 
 
-def covered_until(data_dir: Path, specs: Sequence[FeatureSetSpec]) -> dt.date:
-    """The last day on which every one of `specs` has a state for every key."""
-    return min(
-        last_covered_day(
-            set(storage.recorded_days(data_dir / layout.feature_set_table(s.entity, s.name))),
-            next(iter(storage.stored_days(data_dir / layout.raw_table(s.source))), None),
-        )
-        for s in specs
-    )
+Versions = dict[Path, int | None]
 
 
-def read_states(spark: SparkSession, data_dir: Path, spec: FeatureSetSpec) -> DataFrame:
-    """Every stored state row of a feature set (empty if none is stored yet)."""
+def snapshot(
+    data_dir: Path, specs: Sequence[FeatureSetSpec], as_of: dt.datetime | None
+) -> Versions:
+    """The version of each table `specs` are read from (their histories and sources) as the
+    store knew it at instant `as_of` (naive: UTC), or the latest now; None: no table yet."""
+    tables = [data_dir / layout.feature_set_table(s.entity, s.name) for s in specs]
+    tables += [data_dir / layout.raw_table(s.source) for s in specs]
+    if as_of is None:
+        return {t: storage.current_version(t) for t in tables}
+    return {t: storage.version_at(t, as_of) for t in tables}
+
+
+def covered_until(
+    data_dir: Path, specs: Sequence[FeatureSetSpec], versions: Versions | None = None
+) -> dt.date:
+    """The last day on which every one of `specs` has a state for every key (in the tables at
+    `versions`, default the latest)."""
+    versions = versions or {}
+    covered = dt.date.max
+    for s in specs:
+        history = data_dir / layout.feature_set_table(s.entity, s.name)
+        source = data_dir / layout.raw_table(s.source)
+        if versions.get(history, 0) is None:
+            recorded: set[dt.date] = set()
+        else:
+            recorded = set(storage.recorded(history, versions.get(history)))
+        first = None
+        if versions.get(source, 0) is not None:
+            first = next(iter(storage.stored_days(source, versions.get(source))), None)
+        covered = min(covered, last_covered_day(recorded, first))
+    return covered
+
+
+def read_states(
+    spark: SparkSession, data_dir: Path, spec: FeatureSetSpec, as_of: int | None = None
+) -> DataFrame:
+    """Every stored state row of a feature set at table version `as_of` (default: the latest;
+    empty if none is stored yet)."""
     table = data_dir / layout.feature_set_table(spec.entity, spec.name)
+    if as_of is None:
+        as_of = storage.current_version(table)
     return read_days(
         spark,
         spec.name,
         table,
-        storage.stored_days(table),
+        storage.stored_days(table, as_of) if as_of is not None else [],
         state_schema(spec),
         TIMESTAMP,
         spec.version,
+        as_of,
     ).select(*spec.columns)
 
 
@@ -138,15 +169,40 @@ def get_historical_features(
     *,
     timestamp: str,
     data_dir: str | Path | None = None,
+    as_of: dt.datetime | None = None,
 ) -> DataFrame:
     """The spine's rows, each with the state of every named feature set at `timestamp`, read
-    from the historical store under `data_dir` (default: `$LEGITI_DATA_DIR`, else `data`).
+    from the historical store under `data_dir` (default: `$LEGITI_DATA_DIR`, else `data`) as
+    it was at instant `as_of` (naive: UTC; default: now), through Delta time travel.
 
     Point in time correct: a row sees the state of its day, which counts events strictly before
     that day's 00:00 UTC. Count-like features without a state read 0, others null. Raises if a
     spine row is dated after the last day every feature set's stored history covers (its state
     would be stale).
     """
+    root, specs = resolve_request(feature_sets, data_dir)
+    versions = snapshot(root, specs, as_of)
+    covered = covered_until(root, specs, versions)
+    if covered < dt.date.max:
+        late = spine.where(F.to_date(timestamp) > F.lit(covered)).count()
+        if late:
+            raise ValueError(late_rows_message(late, covered, feature_sets))
+    spark = spine.sparkSession
+    states = []
+    for s in specs:
+        version = versions[root / layout.feature_set_table(s.entity, s.name)]
+        if version is None:  # no history yet at that instant
+            states.append((s, spark.createDataFrame([], spark_ddl(state_schema(s)))))
+        else:
+            states.append((s, read_states(spark, root, s, version)))
+    return point_in_time_join(spine, states, timestamp=timestamp)
+
+
+def resolve_request(
+    feature_sets: Sequence[str], data_dir: str | Path | None
+) -> tuple[Path, list[FeatureSetSpec]]:
+    """The data directory and the registered feature sets a retrieval names; raises on an
+    unknown name."""
     from legiti_assets.catalog import SPECS
     from legiti_assets.resources import DataDir
 
@@ -154,19 +210,12 @@ def get_historical_features(
     if unknown:
         raise ValueError(f"unknown feature sets {unknown}; registered: {sorted(SPECS)}")
     root = DataDir(path=None if data_dir is None else str(data_dir)).root
-    specs = [SPECS[n] for n in feature_sets]
-    covered = covered_until(root, specs)
-    if covered < dt.date.max:
-        late = spine.where(F.to_date(timestamp) > F.lit(covered)).count()
-        if late:
-            raise ValueError(
-                f"{late} spine row(s) are dated after {covered}, the last day on which every one "
-                f"of {', '.join(feature_sets)} has a state for every key: materialize the days "
-                "after it, or keep the spine to days up to it"
-            )
-    spark = spine.sparkSession
-    return point_in_time_join(
-        spine,
-        [(SPECS[n], read_states(spark, root, SPECS[n])) for n in feature_sets],
-        timestamp=timestamp,
+    return root, [SPECS[n] for n in feature_sets]
+
+
+def late_rows_message(late: int, covered: dt.date, feature_sets: Sequence[str]) -> str:
+    return (
+        f"{late} spine row(s) are dated after {covered}, the last day on which every one "
+        f"of {', '.join(feature_sets)} has a state for every key: materialize the days "
+        "after it, or keep the spine to days up to it"
     )

@@ -17,7 +17,8 @@ from pydantic import Field, PrivateAttr
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from legiti_assets import jvm_archive, layout, local_fs
+from legiti_assets import jvm_archive, layout, local_fs, maven
+from legiti_assets.locations import is_local, join, location
 from legiti_assets.online_store import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
@@ -26,7 +27,8 @@ DEFAULT_DATA_DIR = "data"
 class DataDir(dg.ConfigurableResource):
     """The one directory holding the landing file and every output.
 
-    `path=None` means `$LEGITI_DATA_DIR`, else `data`. It is read when a run uses it, not at
+    `path=None` means `$LEGITI_DATA_DIR`, else `data`: a local directory, or a URI of an object
+    store or HDFS (`s3a://bucket/prefix`; `locations.py`). It is read when a run uses it, not at
     import: `dg.EnvVar` has no default, so an unset variable would fail every run.
     """
 
@@ -34,15 +36,12 @@ class DataDir(dg.ConfigurableResource):
 
     @property
     def root(self) -> Path:
-        return Path(self.path or os.environ.get("LEGITI_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
+        """The directory: a local `Path`, or a `UPath` for a URI (`locations.py`)."""
+        return location(self.path or os.environ.get("LEGITI_DATA_DIR") or DEFAULT_DATA_DIR)
 
     def resolve(self, relative: str) -> Path:
         """`relative` under the root; refuses anything that would escape it."""
-        root = self.root.resolve()
-        target = (root / relative).resolve()
-        if not target.is_relative_to(root):
-            raise ValueError(f"{relative!r} escapes the data directory {root}")
-        return target
+        return join(self.root, relative)
 
     @property
     def landing_dir(self) -> Path:
@@ -91,6 +90,11 @@ class SparkResource(LazyPySparkResource):
         default=True,
         description="Local masters: file:// without a forked chmod per file (local_fs.py).",
     )
+    s3a: bool | None = Field(
+        default=None,
+        description="Put hadoop-aws on the class path for s3a:// tables (from Maven Central, "
+        "cached); None: when $LEGITI_DATA_DIR is an s3a:// URI.",
+    )
     class_data_sharing: bool = Field(
         default=True,
         description="Map the driver JVM's classes from the archive `make install` builds "
@@ -114,17 +118,30 @@ class SparkResource(LazyPySparkResource):
             # Parquet timestamps stay instants whatever the reader's time zone
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
             "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-            # inputs are lists of month directories on a POSIX file system: the driver lists
-            # 1,000 of them in milliseconds, while the default (a Spark job when there are more
-            # than 32) took 3-5 s per input with a task per directory
-            "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            # a table's log is small: its state is rebuilt in a couple of tasks, not 50
+            "spark.databricks.delta.snapshotPartitions": "2",
+            # VACUUM commits nothing: the newest commit of a table is always a write of ours
+            "spark.databricks.delta.vacuum.logging.enabled": "false",
         }
+        s3a = self.s3a
+        if s3a is None:
+            s3a = os.environ.get("LEGITI_DATA_DIR", "").startswith("s3a://")
+        jars = [str(p) for p in maven.jars(maven.DELTA + (maven.S3A if s3a else ()))]
         if master.startswith("local"):
             # nothing but this process needs the driver or its UI: keep them on loopback
             config["spark.driver.bindAddress"] = "127.0.0.1"
             config["spark.driver.host"] = "127.0.0.1"
-            if self.fork_free_local_fs:
+            # s3a buffers uploads through Hadoop's LocalFileSystem, which the class is not
+            if self.fork_free_local_fs and not s3a:
                 config.update(local_fs.spark_config())
+            # on the JVM's own class path, Delta's classes are in its class-data archive too
+            config["spark.driver.extraClassPath"] = os.pathsep.join(
+                p for p in [config.get("spark.driver.extraClassPath", ""), *jars] if p
+            )
+        else:
+            config["spark.jars"] = ",".join(jars)  # shipped to every executor
         config.update({key: str(value) for key, value in self.spark_config.items()})
         if self.class_data_sharing:
             sharing = jvm_archive.java_options(config)
@@ -191,8 +208,16 @@ class OnlineStoreResource(dg.ConfigurableResource):
     redis_key_prefix: str = "legiti"
 
     def resolved_url(self) -> str:
-        default = f"sqlite:///{self.data.resolve(layout.ONLINE_STORE_FILE)}"
-        return self.url or os.environ.get("LEGITI_ONLINE_STORE") or default
+        url = self.url or os.environ.get("LEGITI_ONLINE_STORE")
+        if url:
+            return url
+        if not is_local(self.data.root):
+            raise ValueError(
+                f"the data directory {self.data.root} is not local, so it cannot hold the SQLite "
+                "online store: set LEGITI_ONLINE_STORE (redis://host:port/db, or "
+                "sqlite:////a/local/file.db)"
+            )
+        return f"sqlite:///{self.data.resolve(layout.ONLINE_STORE_FILE)}"
 
     def redacted_url(self) -> str:
         """The URL without a password, safe for logs and metadata."""

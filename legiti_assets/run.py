@@ -53,13 +53,14 @@ def first_order_day(landing: Path) -> dt.date | None:
     days = []
     for path in landing_files(landing):
         try:
-            column = pv.read_csv(
-                path,
-                convert_options=pv.ConvertOptions(
-                    include_columns=["order_timestamp"],
-                    column_types={"order_timestamp": pa.string()},
-                ),
-            ).column("order_timestamp")
+            with path.open("rb") as handle:  # a local file or an object store's
+                column = pv.read_csv(
+                    handle,
+                    convert_options=pv.ConvertOptions(
+                        include_columns=["order_timestamp"],
+                        column_types={"order_timestamp": pa.string()},
+                    ),
+                ).column("order_timestamp")
             first = pc.min(column).as_py()
             if first:
                 days.append(dt.date.fromisoformat(first[:10]))

@@ -7,16 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
+from legiti_assets.locations import delta_path
 
-# How Spark writes each column type to Parquet, as pyarrow reads it back.
-_ARROW_TYPES = {
+# Each declared (Spark) column type as Delta's log names it.
+_DELTA_TYPES = {
     "string": "string",
-    "timestamp": "timestamp[us, tz=UTC]",
-    "int": "int32",
-    "bigint": "int64",
+    "timestamp": "timestamp",
+    "int": "integer",
+    "bigint": "long",
     "float": "float",
     "double": "double",
 }
@@ -46,27 +47,29 @@ def spark_ddl(schema: dg.TableSchema) -> str:
     return ", ".join(f"`{c.name}` {c.type}" for c in schema.columns)
 
 
-def check_stored_schema(table: str, folders: Sequence[Path], schema: dg.TableSchema) -> None:
-    """Raise, saying to backfill, if the columns stored in a folder (a month of a daily table)
-    differ from `schema`'s. Reads one Parquet footer per folder (well under a millisecond)."""
-    expected = {c.name: _ARROW_TYPES.get(c.type) for c in schema.columns}
-    for folder in folders:
-        files = sorted(folder.glob("*.parquet"))
-        if not files:
-            continue
-        stored = pq.read_schema(files[0])
-        types = {f.name: str(f.type) for f in stored}
-        # a declared type pyarrow has no name for here is checked by column name only
-        if types.keys() != expected.keys() or any(
-            t is not None and types[n] != t for n, t in expected.items()
-        ):
-            raise StoredSchemaError(
-                f"{table}: the rows stored in {folder} have columns {stored.names} "
-                f"({', '.join(str(f.type) for f in stored)}), not the declared "
-                f"{[c.name for c in schema.columns]}; the declaration changed since it was "
-                f"written: backfill {table} over every stored day (Materialize all in the UI, "
-                "or dagster asset materialize --partition-range)"
-            )
+def check_stored_schema(
+    table: str, path: Path, schema: dg.TableSchema, as_of: int | None = None
+) -> None:
+    """Raise, saying to backfill, if the columns of the Delta table at `path` (as of version
+    `as_of`) differ from `schema`'s. Reads the log's schema, not the data."""
+    expected = {c.name: _DELTA_TYPES.get(c.type) for c in schema.columns}
+    stored = DeltaTable(delta_path(path), version=as_of).schema().fields
+    types = {f.name: _type_name(f.type) for f in stored}
+    # a declared type with no name here is checked by column name only
+    if types.keys() != expected.keys() or any(
+        t is not None and types[n] != t for n, t in expected.items()
+    ):
+        raise StoredSchemaError(
+            f"{table}: the rows stored in {path} have columns "
+            f"{', '.join(f'{n} {t}' for n, t in types.items())}, not the declared "
+            f"{[c.name for c in schema.columns]}; the declaration changed since it was "
+            f"written: backfill {table} over every stored day (Materialize all in the UI, "
+            "or dagster asset materialize --partition-range)"
+        )
+
+
+def _type_name(delta_type: object) -> str:
+    return str(getattr(delta_type, "type", delta_type))
 
 
 def check_versions(

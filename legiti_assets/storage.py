@@ -1,148 +1,71 @@
-"""Atomic replacement of Parquet directories, so no reader ever sees a half-written day.
+"""Tables as Delta Lake tables: Parquet data files plus a commit log that every reader follows.
 
-A daily table keeps one directory per month, `year=YYYY/month=M/`, holding its days' rows in
-one file: a day's own directory and file made a 730-day table cost Spark 2-5 times as much to
-write and read as 25 month files. A write lands in a staging directory first; each month it
-touches (or a whole unpartitioned table) is then swapped in with one
-`renameat2(RENAME_EXCHANGE)` call: readers see the old files or the new ones, never a mix.
-Staging and trash live under `<data>/.staging`, on the same file system and outside every
-table, so Spark, pandas and DuckDB globs never pick them up.
+A write is one commit. A daily table's write replaces exactly the days of its range
+(`replaceWhere` on its timestamp column): files holding only other days are left alone, and a
+day whose new result is empty is left with no rows. What is known of each day (`DayRecord`:
+declaration version, fingerprints, rows) travels in the same commit, as its `userMetadata`, so
+the records and the rows they describe are never out of step, and time travel reads both as of
+any version. A reader of any kind (Spark, `deltalake`, DuckDB or pandas through it) sees one
+committed version; old files go only through `VACUUM`, past a retention period.
+
+Two writers of one table at once are refused by Delta's own conflict detection: every write
+declares the version it read its records from as an application transaction (`txnAppId`), so
+a commit that lands meanwhile makes the later one fail instead of dropping the other's records.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import datetime as dt
-import fcntl
 import json
-import os
-import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-_libc = ctypes.CDLL(None, use_errno=True)
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from legiti_assets.locations import delta_path, uri
 
-def file_uri(path: Path) -> str:
-    """What Spark gets for a local path: a bare path would resolve against Hadoop's default
-    file system (HDFS on YARN) while the driver swaps directories on the local one. Not
-    `Path.as_uri()`: Hadoop does not decode its %-escapes, and `year=2020` has an `=`."""
-    return f"file://{path.absolute()}"
-
-
-Month = tuple[int, int]
-
-
-def month_dir(table: Path, month: Month) -> Path:
-    """Hive-style month directory, unpadded like Spark's `partitionBy(year, month)`."""
-    return table / f"year={month[0]}" / f"month={month[1]}"
+# What every commit of ours carries in its userMetadata, under this key.
+RECORDS_KEY = "legiti"
+# The application transaction every write declares (see the module's docstring).
+APP_ID = "legiti-assets"
+# How many of the newest commits are searched first for the newest records.
+RECENT_COMMITS = 20
 
 
-def months_of(days: Iterable[dt.date]) -> list[Month]:
-    return sorted({(day.year, day.month) for day in days})
+def is_delta(table: Path) -> bool:
+    """Whether `table` is a Delta table with at least one commit."""
+    return DeltaTable.is_deltatable(delta_path(table))
 
 
-def days_in(month: Month) -> list[dt.date]:
-    first = dt.date(month[0], month[1], 1)
-    following = dt.date(month[0] + month[1] // 12, month[1] % 12 + 1, 1)
-    return [first + dt.timedelta(days=i) for i in range((following - first).days)]
-
-
-def stored_months(table: Path) -> list[Month]:
-    """Every month directory of a table, sorted."""
-    found = []
-    for path in table.glob("year=*/month=*"):
-        if path.is_dir():
-            found.append((int(path.parent.name.split("=", 1)[1]), int(path.name.split("=", 1)[1])))
-    return sorted(found)
-
-
-def has_day_directories(table: Path) -> bool:
-    """Whether a table is stored in the layout before month files (a directory per day)."""
-    return any(table.glob("year=*/month=*/day=*"))
+def log(table: Path, version: int | None = None) -> DeltaTable:
+    """The table's log through `deltalake` (delta-rs), at `version` (default: the latest)."""
+    return DeltaTable(delta_path(table), version=version)
 
 
 class LayoutError(ValueError):
-    """A table is stored in the layout before month files."""
+    """A table is not a Delta table (stored by a version before Delta Lake)."""
 
 
 def check_layout(name: str, table: Path) -> None:
-    """Raise, saying how to convert it, if `table` is stored a directory per day."""
-    if has_day_directories(table):
+    """Raise, saying how to convert it, if `table` holds files but is not a Delta table."""
+    if table.is_dir() and not is_delta(table) and any(table.iterdir()):
         raise LayoutError(
-            f"{name}: {table} is stored one directory per day, the layout before month files; "
-            "convert every table once with `make migrate` (python -m legiti_assets.migrate)"
+            f"{name}: {table} is not a Delta table (it was written before the store moved to "
+            "Delta Lake); convert every table once with `make migrate` "
+            "(python -m legiti_assets.migrate)"
         )
 
 
-def exchange(a: Path, b: Path) -> None:
-    """Atomically swap two existing paths (Linux renameat2)."""
-    result = _libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"renameat2 exchange failed: {os.strerror(errno)}", str(a))
-
-
-def replace_dir(new: Path | None, live: Path, trash: Path, table: Path | None = None) -> None:
-    """Make `live` hold what `new` holds (or nothing when `new` is None), atomically; parents
-    of `live` left empty are removed up to `table`."""
-    if new is not None and live.exists():
-        exchange(new, live)
-        shutil.rmtree(new)  # after the exchange `new` holds the old files
-    elif new is not None:
-        live.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(new, live)
-    elif live.exists():
-        trash.mkdir(parents=True, exist_ok=True)
-        gone = trash / uuid.uuid4().hex
-        os.rename(live, gone)
-        shutil.rmtree(gone)
-        _remove_empty_parents(live.parent, stop=table or live.parent)
-
-
-def _remove_empty_parents(path: Path, stop: Path) -> None:
-    while path != stop and path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
-        path = path.parent
-
-
-def stored_days(table: Path) -> list[dt.date]:
-    """Every recorded day of a table that has rows, sorted."""
-    check_layout(table.name, table)  # its records have no row counts
-    return sorted(day for day, record in recorded(table).items() if record.rows)
-
-
-def staging_dir(root: Path, name: str, run_id: str) -> Path:
-    """A fresh staging directory for one write of `name` by one run."""
-    return root / ".staging" / name / f"{run_id}-{uuid.uuid4().hex[:8]}"
-
-
-def clean_staging(root: Path, name: str) -> None:
-    """Drop what earlier runs that died left behind for `name` (call under `writer_lock`)."""
-    shutil.rmtree(root / ".staging" / name, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def writer_lock(root: Path, name: str, shared: bool = False) -> Iterator[None]:
-    """Exclusive lock on writing table `name`, across processes; the kernel releases it when
-    its holder dies, so a killed run never leaves the table locked. `shared`: a reader's lock,
-    held while computing from the table, so no write swaps its days meanwhile."""
-    path = root / ".staging" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-MANIFEST = "_materialized_days.json"  # "_": Spark, pandas and DuckDB globs skip it
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed to a table while this one was writing it."""
 
 
 @dataclass(frozen=True)
@@ -164,35 +87,81 @@ class DayRecord:
         return f"{self.version}/{self.content}/{self.inputs}"
 
 
-def record_days(table: Path, records: Mapping[dt.date, DayRecord]) -> None:
-    """Remember that these days were written, rows or not: an empty day has no directory, so
-    only this tells it apart from a day never materialized. Call under `writer_lock`."""
-    known = recorded(table)
-    known.update(records)
-    table.mkdir(parents=True, exist_ok=True)
-    temporary = table / f".{MANIFEST}.{uuid.uuid4().hex}"
-    stored = {
-        str(day): {k: v for k, v in vars(record).items() if v is not None}
-        for day, record in sorted(known.items())
-    }
-    temporary.write_text(json.dumps(stored))
-    os.replace(temporary, table / MANIFEST)
+@dataclass(frozen=True)
+class Commit:
+    """What a commit of ours says of its table: each day's record (daily tables) and any other
+    facts (an unpartitioned table's input fingerprint, the versions it was built from)."""
+
+    version: int
+    days: dict[dt.date, DayRecord]
+    facts: dict[str, Any]
 
 
-def recorded(table: Path) -> dict[dt.date, DayRecord]:
-    """Every recorded day of a table with what is known of it."""
-    path = table / MANIFEST
-    if not path.exists():
-        return {}
-    stored = json.loads(path.read_text())
-    if isinstance(stored, list):  # manifests written before versions were recorded
-        return {dt.date.fromisoformat(d): DayRecord() for d in stored}
+def _encode(days: Mapping[dt.date, DayRecord]) -> dict[str, dict[str, object]]:
     return {
-        dt.date.fromisoformat(d): DayRecord(version=v)
-        if v is None or isinstance(v, str)  # written before fingerprints were recorded
-        else DayRecord(**v)
-        for d, v in stored.items()
+        str(day): {k: v for k, v in vars(record).items() if v is not None}
+        for day, record in sorted(days.items())
     }
+
+
+def encode_records(days: Mapping[dt.date, DayRecord]) -> str:
+    """The records as stable JSON (what a fingerprint of a table's records hashes)."""
+    return json.dumps(_encode(days), sort_keys=True)
+
+
+def _ours(commit: Mapping[str, Any]) -> dict[str, Any] | None:
+    text = commit.get("userMetadata")
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found.get(RECORDS_KEY) if isinstance(found, dict) else None
+
+
+def latest_commit(table: Path, as_of: int | None = None) -> Commit | None:
+    """The newest commit of ours at or before version `as_of` (default: the latest), or None
+    if the table has none (not a Delta table, or written by something else only)."""
+    if not is_delta(table):
+        return None
+    try:
+        commits = log(table)
+    except TableNotFoundError:  # its first commit is being written
+        return None
+    latest = commits.version()
+    newest = latest if as_of is None else min(as_of, latest)
+    limit = latest - newest + RECENT_COMMITS
+    while True:
+        history = commits.history(limit)
+        for commit in history:
+            ours = _ours(commit)
+            if commit.get("version", -1) <= newest and ours is not None:
+                days = {dt.date.fromisoformat(d): DayRecord(**r) for d, r in ours["days"].items()}
+                facts = {k: v for k, v in ours.items() if k != "days"}
+                return Commit(int(commit["version"]), days, facts)
+        if len(history) < limit:
+            return None
+        limit *= 4
+
+
+def version_at(table: Path, when: dt.datetime) -> int | None:
+    """The table's version as of instant `when` (naive: UTC), or None if it did not exist yet."""
+    if not is_delta(table):
+        return None
+    moment = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    found = None
+    for commit in log(table).history():
+        committed = dt.datetime.fromtimestamp(commit["timestamp"] / 1000, tz=dt.UTC)
+        if committed <= moment and (found is None or commit["version"] > found):
+            found = int(commit["version"])
+    return found
+
+
+def recorded(table: Path, as_of: int | None = None) -> dict[dt.date, DayRecord]:
+    """Every recorded day of a table with what is known of it, as of version `as_of`."""
+    commit = latest_commit(table, as_of)
+    return {} if commit is None else commit.days
 
 
 def recorded_versions(table: Path) -> dict[dt.date, str | None]:
@@ -203,3 +172,113 @@ def recorded_versions(table: Path) -> dict[dt.date, str | None]:
 
 def recorded_days(table: Path) -> list[dt.date]:
     return sorted(recorded(table))
+
+
+def stored_days(table: Path, as_of: int | None = None) -> list[dt.date]:
+    """Every recorded day of a table that has rows, sorted."""
+    check_layout(table.name, table)
+    return sorted(day for day, record in recorded(table, as_of).items() if record.rows)
+
+
+def current_version(table: Path) -> int | None:
+    """The table's latest version; None while it has no commit."""
+    if not is_delta(table):
+        return None
+    try:
+        return log(table).version()
+    except TableNotFoundError:  # its first commit is being written
+        return None
+
+
+def read(spark: SparkSession, table: Path, as_of: int | None = None) -> DataFrame:
+    """The table's rows at version `as_of` (default: the latest, pinned as of this call)."""
+    version = current_version(table) if as_of is None else as_of
+    return spark.read.format("delta").option("versionAsOf", version).load(uri(table))
+
+
+def day_bounds(dated_by: str, first: dt.date, last: dt.date) -> str:
+    """A SQL condition: `dated_by` falls on a day of first..last (UTC, the session's zone)."""
+    end = last + dt.timedelta(days=1)
+    column = f"`{dated_by}`"
+    return f"{column} >= TIMESTAMP '{first} 00:00:00' AND {column} < TIMESTAMP '{end} 00:00:00'"
+
+
+def write(
+    df: DataFrame,
+    table: Path,
+    *,
+    days: Mapping[dt.date, DayRecord],
+    facts: Mapping[str, Any] | None = None,
+    based_on: int | None,
+    replace_where: str | None = None,
+    new_schema: bool = False,
+) -> int:
+    """Commit `df` to `table` with its records, in one Delta commit; returns the version.
+
+    `replace_where`: replace only the rows meeting this condition (all of `df` must meet it);
+    else the whole table. `days`: every day's record after this write (the table's, not just
+    the written ones). `based_on`: the version the records were read from (None: no table
+    yet). `new_schema`: the whole table is replaced under `df`'s columns.
+    """
+    write_id = uuid.uuid4().hex
+    metadata = {RECORDS_KEY: {"days": _encode(days), "write": write_id, **(facts or {})}}
+    writer = (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("userMetadata", json.dumps(metadata, separators=(",", ":")))
+        .option("txnAppId", APP_ID)
+        .option("txnVersion", 0 if based_on is None else based_on + 1)
+    )
+    if replace_where is not None:
+        writer = writer.option("replaceWhere", replace_where)
+    if new_schema:
+        writer = writer.option("overwriteSchema", "true")
+    try:
+        writer.save(uri(table))
+    except (PySparkException, Py4JJavaError) as error:
+        # Delta's conflicts (ConcurrentAppend, MetadataChanged, ProtocolChanged, ...) all say
+        # "concurrent" in their message
+        if "concurrent" in str(error).lower():
+            raise ConcurrentWriteError(
+                f"{table}: another writer committed to this table while this run wrote it "
+                f"(read at version {based_on}); nothing of this run was committed. Run it "
+                "again; Dagster's `legiti/writes` concurrency keeps the platform's own runs "
+                f"from overlapping.\n{str(error).splitlines()[0]}"
+            ) from error
+        raise
+    commit = latest_commit(table)
+    if commit is None or commit.facts.get("write") != write_id:
+        # Delta skips a write whose transaction version is not newer than the table's: a
+        # commit landed between reading the records and starting this write
+        raise ConcurrentWriteError(
+            f"{table}: another writer committed to this table (now version "
+            f"{current_version(table)}) after this run read it at version {based_on}; "
+            "nothing of this run was committed. Run it again."
+        )
+    return commit.version
+
+
+def months_spanned(days: list[dt.date]) -> int:
+    return (days[-1].year - days[0].year) * 12 + days[-1].month - days[0].month + 1
+
+
+def clustered(df: DataFrame, dated_by: str, days: list[dt.date]) -> DataFrame:
+    """`df` as about one file per month of `days`, each a contiguous span of time, sorted: a
+    later replacement of a few days rewrites only the files whose span holds them."""
+    month = F.trunc(F.col(dated_by), "month")
+    return df.repartitionByRange(months_spanned(days), month).sortWithinPartitions(dated_by)
+
+
+def vacuum(spark: SparkSession, table: Path, retention_hours: int | None = None) -> None:
+    """Remove files no version within the retention period (Delta's default: 7 days) uses."""
+    from delta.tables import DeltaTable as SparkDeltaTable
+
+    SparkDeltaTable.forPath(spark, uri(table)).vacuum(retention_hours)
+
+
+def committed_rows(table: Path, version: int | None = None) -> int:
+    """How many rows the table holds at `version` (default: the latest), from its log alone."""
+    if not is_delta(table):
+        return 0
+    actions = log(table, version).get_add_actions(flatten=True)
+    return int(sum(actions.column("num_records").to_pylist() or [0]))

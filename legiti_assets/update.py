@@ -31,7 +31,7 @@ from legiti_assets.assets.datasets import training_set_inputs
 from legiti_assets.assets.raw import DATED_BY, raw_events
 from legiti_assets.catalog import ONLINE_TABLES, SPECS, TRAINING
 from legiti_assets.definitions import defs
-from legiti_assets.io_managers import INPUTS_FILE
+from legiti_assets.io_managers import INPUTS
 from legiti_assets.jobs import UPDATE
 from legiti_assets.landing import keep_landing, read_landing_dir, release
 from legiti_assets.partitions import FIRST_DAY, RANGE_RUN_ENV
@@ -138,8 +138,8 @@ def _add_online(report: UpdateReport, name: str, metadata: Mapping[str, object])
 
 def _built_from(data_dir: DataDir, training_set: str) -> str | None:
     """The fingerprint of the inputs a stored training set was built from."""
-    path = data_dir.resolve(layout.dataset_table(training_set)) / INPUTS_FILE
-    return path.read_text() if path.exists() else None
+    commit = storage.latest_commit(data_dir.resolve(layout.dataset_table(training_set)))
+    return None if commit is None else commit.facts.get(INPUTS)
 
 
 def _landing_fingerprints(
@@ -247,7 +247,7 @@ def update(
         for name, (training_set, specs) in TRAINING.items()
         if _built_from(data_dir, name)
         != changes.tables_fingerprint(
-            data_dir.resolve(t) for t in training_set_inputs(training_set, specs)
+            {data_dir.resolve(t): None for t in training_set_inputs(training_set, specs)}
         )
     ]
     if stale:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from legiti_assets import storage
 from legiti_assets.resources import DataDir, SparkResource
 
 FEATURE_STORE = "feature_store/historical/user"
@@ -39,13 +40,23 @@ def resources_for(data_dir: Path, online_url: str | None = None) -> dict[str, ob
 
 
 def read_table(path: Path) -> list[tuple]:
-    """Rows of a Parquet table (partition columns dropped), sorted, with naive UTC datetimes."""
-    if not path.exists():
+    """Rows of a table's latest version, read through `deltalake` as a pandas user would (a
+    Parquet directory of the layouts before Delta: its partition columns dropped), sorted,
+    with naive UTC datetimes."""
+    if storage.is_delta(path):
+        df = storage.log(path).to_pandas()
+    elif path.exists():
+        df = pd.read_parquet(path)
+    else:
         return []
-    df = pd.read_parquet(path)
-    df = df.drop(columns=[c for c in ("year", "month", "day") if c in df.columns])
+    return read_frame(df.drop(columns=[c for c in ("year", "month", "day") if c in df.columns]))
+
+
+def read_frame(df: pd.DataFrame) -> list[tuple]:
+    """A pandas frame's rows, sorted, with naive UTC datetimes and plain Python values."""
+    df = df.copy()
     for column in df.columns:
-        if pd.api.types.is_datetime64_any_dtype(df[column]):
+        if isinstance(df[column].dtype, pd.DatetimeTZDtype):
             df[column] = df[column].dt.tz_convert("UTC").dt.tz_localize(None)
     rows = []
     for record in df.itertuples(index=False):

@@ -1,9 +1,8 @@
 """How the store notices change: day fingerprints, input fingerprints, stale days, manifests."""
 
 import datetime as dt
-import json
 
-from legiti_assets import changes, storage
+from legiti_assets import changes
 from legiti_assets.storage import DayRecord
 
 
@@ -77,21 +76,3 @@ def test_contiguous_and_describe() -> None:
     assert changes.describe(days) == "5 days: 2020-05-01..2020-05-03, 2020-05-06, 2020-05-10"
     assert changes.describe([]) == "none"
     assert changes.describe([d(i * 2) for i in range(8)]).endswith(", ... (2 more ranges)")
-
-
-def test_manifests_of_every_format_are_read(tmp_path) -> None:
-    table = tmp_path / "t"
-    table.mkdir()
-    manifest = table / storage.MANIFEST
-    manifest.write_text(json.dumps(["2020-05-01"]))  # days only
-    assert storage.recorded(table) == {d(0): DayRecord()}
-    manifest.write_text(json.dumps({"2020-05-01": "v1", "2020-05-02": None}))  # day: version
-    assert storage.recorded(table) == {d(0): DayRecord(version="v1"), d(1): DayRecord()}
-    storage.record_days(table, {d(2): DayRecord(version="v2", inputs="i")})
-    assert storage.recorded(table) == {
-        d(0): DayRecord(version="v1"),
-        d(1): DayRecord(),
-        d(2): DayRecord(version="v2", inputs="i"),
-    }
-    assert storage.recorded_versions(table) == {d(0): "v1", d(1): None, d(2): "v2"}
-    assert storage.recorded_days(table) == [d(0), d(1), d(2)]

@@ -1,10 +1,13 @@
 """The main job on the seed's sample: every output equals the contract, worked out by hand."""
 
+import dataclasses
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pytest
 
 from legiti_assets import run, storage
@@ -51,20 +54,28 @@ def test_awesome_dataset_columns_in_contract_order(built) -> None:
     ]
 
 
-def test_historical_store_layout_is_hive_by_year_and_month_a_file_each(built) -> None:
+def test_a_historical_table_is_delta_with_a_month_in_one_file(built) -> None:
+    """One commit wrote every day; each month's rows sit in one file, and the files' spans of
+    time do not overlap: a later correction of a day rewrites one file."""
     table = built[0] / FEATURE_STORE / "user_orders"
-    months = sorted(str(p.relative_to(table)) for p in table.glob("year=*/month=*"))
-    assert months == sorted({f"year={row[1].year}/month={row[1].month}" for row in USER_ORDERS})
-    assert [len(list((table / m).glob("*.parquet"))) for m in months] == [1] * len(months)
+    assert storage.current_version(table) == 0
+    actions = pa.table(storage.log(table).get_add_actions(flatten=True)).to_pylist()
+    spans = sorted((a["min.timestamp"], a["max.timestamp"]) for a in actions)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+    months = [{(t.year, t.month) for t in span} for span in spans]
+    assert all(m.isdisjoint(n) for m, n in itertools.pairwise(months))
     assert storage.stored_days(table) == sorted({row[1].date() for row in USER_ORDERS})
+    assert storage.committed_rows(table) == len(USER_ORDERS)
 
 
-def test_duckdb_reads_the_store_as_one_table(built) -> None:
-    table = built[0] / FEATURE_STORE / "user_chargebacks"
-    rows = duckdb.sql(
-        f"select cpf, sum(cpf_chargebacks__count_over_30_days_rolling_windows), count(*) "
-        f"from read_parquet('{table}/**/*.parquet', hive_partitioning = true) group by cpf"
-    ).fetchall()
+def test_duckdb_reads_the_store_through_deltalake(built) -> None:
+    states = storage.log(built[0] / FEATURE_STORE / "user_chargebacks").to_pyarrow_table()
+    with duckdb.connect() as con:
+        con.register("states", states)
+        rows = con.sql(
+            "select cpf, sum(cpf_chargebacks__count_over_30_days_rolling_windows), count(*) "
+            "from states group by cpf"
+        ).fetchall()
     assert rows == [("x", 8, 8)]
 
 
@@ -187,16 +198,15 @@ def test_days_stored_under_another_declaration_are_refused_with_backfill_advice(
     copy = tmp_path / "data"
     shutil.copytree(built[0] / "feature_store", copy / "feature_store")
     table = copy / FEATURE_STORE / "user_orders"
-    month = table / "year=2020" / "month=5"
     assert read_states(spark, copy, SPECS["user_orders"]).count() == len(USER_ORDERS)
-    older = spark.read.parquet(str(month)).drop("cpf_orders__count_over_30_days_rolling_windows")
-    older.toPandas().to_parquet(tmp_path / "older.parquet")
-    shutil.rmtree(month)
-    month.mkdir()
-    shutil.copy(tmp_path / "older.parquet", month / "part-0.parquet")
+    # a version of the table written under a declaration with one column less
+    older = storage.read(spark, table).drop("cpf_orders__count_over_30_days_rolling_windows")
+    version = storage.current_version(table)
+    days = storage.recorded(table)
+    storage.write(older, table, days=days, based_on=version, new_schema=True)
     with pytest.raises(
         StoredSchemaError,
-        match=r"user_orders: the rows stored in .*month=5 have columns.* backfill",
+        match=r"user_orders: the rows stored in .*user_orders have columns.* backfill",
     ):
         read_states(spark, copy, SPECS["user_orders"])
 
@@ -204,7 +214,6 @@ def test_days_stored_under_another_declaration_are_refused_with_backfill_advice(
 def test_days_computed_under_another_declaration_version_are_refused(
     built, spark, tmp_path
 ) -> None:
-    import json
     import shutil
 
     from legiti_assets.catalog import SPECS
@@ -213,11 +222,14 @@ def test_days_computed_under_another_declaration_version_are_refused(
 
     copy = tmp_path / "data"
     shutil.copytree(built[0] / "feature_store", copy / "feature_store")
-    manifest = copy / FEATURE_STORE / "user_orders" / "_materialized_days.json"
-    days = json.loads(manifest.read_text())
-    assert {day["version"] for day in days.values()} == {SPECS["user_orders"].version}
-    days["2020-05-13"]["version"] = "0123456789abcdef"
-    manifest.write_text(json.dumps(days))
+    table = copy / FEATURE_STORE / "user_orders"
+    days = storage.recorded(table)
+    assert {day.version for day in days.values()} == {SPECS["user_orders"].version}
+    day = dt.date(2020, 5, 13)
+    days[day] = dataclasses.replace(days[day], version="0123456789abcdef")
+    # the same rows committed again, recorded as computed under another declaration
+    version = storage.current_version(table)
+    storage.write(storage.read(spark, table), table, days=days, based_on=version)
     with pytest.raises(
         StoredSchemaError,
         match=r"user_orders: 1 stored day\(s\), 2020-05-13 to 2020-05-13, were computed under "

@@ -1,11 +1,11 @@
-"""Crash safety and concurrent runs: stored days stay readable and whole, reruns converge."""
+"""Crash safety and concurrent runs: a table reads as one committed version, whole, whatever
+dies when; `make update` converges after it; a second writer is refused, not interleaved."""
 
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +13,7 @@ import pytest
 
 from legiti_assets import storage
 from legiti_assets.definitions import ASSETS
+from legiti_assets.update import update
 from legiti_assets_tests.helpers import (
     FEATURE_STORE,
     SAMPLE,
@@ -40,12 +41,10 @@ def _materialize(data_dir: Path, selection: list[str], first: str, last: str, **
 
 
 def _days(data_dir: Path, name: str = "user_orders") -> dict[str, list[tuple]]:
-    """Each stored day's rows, read month file by month file."""
-    table = data_dir / FEATURE_STORE / name
+    """Each stored day's rows in the table's latest version."""
     found: dict[str, list[tuple]] = {}
-    for month in storage.stored_months(table):
-        for row in read_table(storage.month_dir(table, month)):
-            found.setdefault(str(row[1].date()), []).append(row)
+    for row in read_table(data_dir / FEATURE_STORE / name):
+        found.setdefault(str(row[1].date()), []).append(row)
     return found
 
 
@@ -72,40 +71,32 @@ def old_and_new(tmp_path_factory, spark) -> tuple[dict, dict, str]:
     return old, new, corrected
 
 
-def _assert_each_day_old_or_new(data_dir: Path, old: dict, new: dict) -> None:
-    for day, rows in _days(data_dir).items():
-        assert rows in (old.get(day), new.get(day)), day
-    # a day the correction emptied may be gone already; a day it did not touch is still there
-    for day in set(old) & set(new):
-        assert _days(data_dir)[day] in (old[day], new[day])
+def _corrected_raw(data_dir: Path, corrected: str) -> None:
+    """The sample's store, then the corrected landing ingested: user_orders is now stale."""
+    _build(data_dir, SAMPLE.read_text())
+    write_landing(data_dir, corrected)
+    assert _materialize(data_dir, ["order_events", "chargeback_events"], "2020-03-01", RANGE[1])
 
 
-def test_an_exception_mid_range_leaves_whole_days_and_a_rerun_converges(
+def test_an_exception_in_a_write_leaves_the_old_version_and_a_rerun_converges(
     tmp_path, old_and_new, monkeypatch
 ) -> None:
     old, new, corrected = old_and_new
-    _build(tmp_path, SAMPLE.read_text())
-    write_landing(tmp_path, corrected)
-    assert _materialize(tmp_path, ["order_events", "chargeback_events"], "2020-03-01", RANGE[1])
+    _corrected_raw(tmp_path, corrected)
+    version = storage.current_version(tmp_path / FEATURE_STORE / "user_orders")
 
-    real_replace, calls = storage.replace_dir, []
+    def failing_write(*args, **kwargs):
+        raise OSError("disk went away")
 
-    def failing_replace(new_dir, live, *args):
-        calls.append(live)
-        if len(calls) == 3:  # April and May swapped in, June and July not
-            raise OSError("disk went away")
-        real_replace(new_dir, live, *args)
-
-    monkeypatch.setattr(storage, "replace_dir", failing_replace)
+    monkeypatch.setattr(storage, "write", failing_write)
     result = _materialize(tmp_path, ["user_orders"], *RANGE, raise_on_error=False)
     assert not result.success
-    _assert_each_day_old_or_new(tmp_path, old, new)
-    assert _days(tmp_path) not in (old, new)  # it really stopped half way
+    assert storage.current_version(tmp_path / FEATURE_STORE / "user_orders") == version
+    assert _days(tmp_path) == old
 
-    monkeypatch.setattr(storage, "replace_dir", real_replace)
+    monkeypatch.undo()
     assert _materialize(tmp_path, ["user_orders"], *RANGE).success
     assert _days(tmp_path) == new
-    assert not (tmp_path / ".staging" / "user_orders").exists()
 
 
 def _dagster(data_dir: Path, home: Path, *args: str) -> subprocess.Popen:
@@ -142,84 +133,71 @@ def _dagster(data_dir: Path, home: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def test_sigkill_while_writing_leaves_whole_days_and_a_rerun_converges(
-    tmp_path, old_and_new
-) -> None:
-    old, new, corrected = old_and_new
-    _build(tmp_path, SAMPLE.read_text())
-    write_landing(tmp_path, corrected)
-    assert _materialize(tmp_path, ["order_events", "chargeback_events"], "2020-03-01", RANGE[1])
-
-    staging = tmp_path / ".staging" / "user_orders"
-    run = _dagster(
-        tmp_path,
-        tmp_path / "home",
-        "--select",
-        "user_orders",
-        "--partition-range",
-        f"{RANGE[0]}...{RANGE[1]}",
-    )
-    deadline = time.monotonic() + 120
-    while not staging.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.killpg(run.pid, signal.SIGKILL)  # the JVM too, as a machine crash would
-    run.wait(timeout=30)
-    assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-
-    _assert_each_day_old_or_new(tmp_path, old, new)
-    assert _materialize(tmp_path, ["user_orders"], *RANGE).success
-    assert _days(tmp_path) == new
-    assert not staging.exists()
-
-
-def test_two_concurrent_runs_over_overlapping_days_do_not_interleave(tmp_path, spark) -> None:
+def test_two_concurrent_runs_over_overlapping_days_never_interleave(tmp_path, spark) -> None:
+    """Each run commits whole or is refused, saying why; a rerun of a refused one converges."""
     _build(tmp_path, SAMPLE.read_text())
     expected = _days(tmp_path)
     shutil.rmtree(tmp_path / FEATURE_STORE)
     home = tmp_path / "home"
+    ranges = ("2020-04-10...2020-06-15", "2020-05-01...2020-07-17")
     runs = [
         _dagster(tmp_path, home, "--select", "user_orders", "--partition-range", days)
-        for days in ("2020-04-10...2020-06-15", "2020-05-01...2020-07-17")
+        for days in ranges
     ]
-    for run in runs:
+    for days, run in zip(ranges, runs, strict=True):
         _, errors = run.communicate(timeout=300)
-        assert run.returncode == 0, errors[-3000:]
+        if run.returncode != 0:
+            assert "another writer committed to this table" in errors, errors[-3000:]
+            first, last = days.split("...")
+            assert _materialize(tmp_path, ["user_orders"], first, last).success
     assert _days(tmp_path) == expected
-    assert not (tmp_path / ".staging" / "user_orders").exists()
 
 
-KILL_MID_SWAP = """
-import os, signal, sys
+# Runs user_orders over a range in a process that SIGKILLs itself (and its JVM) at one step
+# of the Delta write: before it, while its data files are written, or right after its commit.
+KILL_AT_STEP = """
+import os, signal, sys, threading, time
+from pathlib import Path
 import dagster as dg
 from legiti_assets import storage
-from legiti_assets.definitions import ASSETS
+from legiti_assets.definitions import ASSETS, build_resources
 from legiti_assets.resources import DataDir, SparkResource
-from legiti_assets.definitions import build_resources
 
-real, calls = storage.replace_dir, []
-def dying_replace(new, live, *args):
-    calls.append(live)
-    if len(calls) == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
-    real(new, live, *args)
-storage.replace_dir = dying_replace
+data, first, last, step = sys.argv[1:]
+real = storage.write
+
+def die():
+    os.killpg(0, signal.SIGKILL)
+
+def write(df, table, **kwargs):
+    if step == "before":
+        die()
+    if step == "files":
+        known = set(Path(table).glob("*.parquet"))
+        def watch():
+            while not set(Path(table).glob("*.parquet")) - known:
+                time.sleep(0.001)
+            die()
+        threading.Thread(target=watch, daemon=True).start()
+    version = real(df, table, **kwargs)
+    die()
+
+storage.write = write
 dg.materialize(
     ASSETS, selection=["user_orders"],
-    resources=build_resources(DataDir(path=sys.argv[1]), SparkResource(master="local[1]")),
-    tags={"dagster/asset_partition_range_start": sys.argv[2],
-          "dagster/asset_partition_range_end": sys.argv[3]},
+    resources=build_resources(DataDir(path=data), SparkResource(master="local[1]")),
+    tags={"dagster/asset_partition_range_start": first,
+          "dagster/asset_partition_range_end": last},
 )
 """
 
 
-def test_sigkill_between_two_month_swaps_leaves_whole_days(tmp_path, old_and_new) -> None:
+@pytest.mark.parametrize("step", ["before", "files", "commit"])
+def test_sigkill_at_each_step_of_a_write_then_update_converges(tmp_path, old_and_new, step) -> None:
     old, new, corrected = old_and_new
-    _build(tmp_path, SAMPLE.read_text())
-    write_landing(tmp_path, corrected)
-    assert _materialize(tmp_path, ["order_events", "chargeback_events"], "2020-03-01", RANGE[1])
-
+    _corrected_raw(tmp_path, corrected)
     run = subprocess.run(
-        [sys.executable, "-c", KILL_MID_SWAP, str(tmp_path), *RANGE],
+        [sys.executable, "-c", KILL_AT_STEP, str(tmp_path), *RANGE, step],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -227,9 +205,9 @@ def test_sigkill_between_two_month_swaps_leaves_whole_days(tmp_path, old_and_new
         start_new_session=True,
     )
     assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
-    _assert_each_day_old_or_new(tmp_path, old, new)
-    assert _days(tmp_path) not in (old, new)
+    # one committed version, whole: the old one, or the new one once the commit is in
+    assert _days(tmp_path) == (new if step == "commit" else old)
 
-    assert _materialize(tmp_path, ["user_orders"], *RANGE).success
-    assert _days(tmp_path) == new
-    assert not (tmp_path / ".staging" / "user_orders").exists()
+    update(dg.DagsterInstance.ephemeral(), resources_for(tmp_path))
+    # the update computes every day from the first event's on: compare the range's
+    assert {d: r for d, r in _days(tmp_path).items() if RANGE[0] <= d <= RANGE[1]} == new

@@ -8,13 +8,17 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from legiti_assets import run, storage
+from legiti_assets import get_historical_features, run, storage
 from legiti_assets.assets.online import mismatches
+from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
+from legiti_assets.engine import TIMESTAMP
 from legiti_assets.landing import LandingFileError
 from legiti_assets.online_store import open_online_store
 from legiti_assets.resources import DataDir, OnlineStoreResource
@@ -23,9 +27,11 @@ from legiti_assets_tests.helpers import (
     SAMPLE,
     dataset_rows,
     feature_rows,
+    read_frame,
     read_table,
     resources_for,
 )
+from legiti_assets_tests.sample import AWESOME_DATASET
 from legiti_assets_tests.test_online_store import REDIS_URL, needs_redis
 
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
@@ -63,15 +69,17 @@ def _from_scratch(data_dir: Path, tmp: Path, instance: dg.DagsterInstance) -> di
     return _stores(fresh)
 
 
-def _month_dirs(data_dir: Path) -> dict[tuple[str, storage.Month], int]:
-    """The inode of each stored month directory: a swapped-in month gets another."""
-    tables = [f"raw/{n}" for n in ("order_events", "chargeback_events")]
-    tables += [f"feature_store/historical/user/{n}" for n in SPECS]
-    return {
-        (table, month): storage.month_dir(data_dir / table, month).stat().st_ino
-        for table in tables
-        for month in storage.stored_months(data_dir / table)
-    }
+def _data_files(data_dir: Path) -> dict[tuple[str, str], tuple[dt.date, dt.date]]:
+    """Each data file of each daily table's latest version, with its first and last day."""
+    tables = {f"raw/{n}": by for n, by in DATED_BY.items()}
+    tables |= {f"feature_store/historical/user/{n}": TIMESTAMP for n in SPECS}
+    found = {}
+    for table, dated_by in tables.items():
+        actions = pa.table(DeltaTable(str(data_dir / table)).get_add_actions(flatten=True))
+        for action in actions.to_pylist():
+            span = (action[f"min.{dated_by}"].date(), action[f"max.{dated_by}"].date())
+            found[(table, action["path"])] = span
+    return found
 
 
 def _online_matches(data_dir: Path, spark, resources: dict[str, object] | None = None) -> None:
@@ -81,6 +89,19 @@ def _online_matches(data_dir: Path, spark, resources: dict[str, object] | None =
         for spec in SPECS.values():
             _, _, found = mismatches(spark, store, DataDir(path=str(data_dir)), spec)
             assert found == [], spec.name
+
+
+def _as_of(data_dir: Path, instant: dt.datetime) -> list[tuple]:
+    """`awesome_dataset`'s rows rebuilt from the store as it was at `instant`: the raw orders
+    then as the spine, the feature sets then, through pandas (no JVM)."""
+    version = storage.version_at(data_dir / "raw" / "order_events", instant)
+    spine = storage.log(data_dir / "raw" / "order_events", version).to_pandas()
+    features = get_historical_features(
+        spine, list(SPECS), timestamp="order_timestamp", data_dir=data_dir, as_of=instant
+    )
+    names = [c for c in features.columns if c not in spine.columns and not c.endswith("__asof")]
+    ordered = features[["order_id", "order_timestamp", "chargeback_timestamp", "cpf", *names]]
+    return read_frame(ordered)
 
 
 @pytest.fixture
@@ -99,7 +120,8 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     (landing / "later-2020-07-18.csv").write_text(
         HEADER + "b,2020-04-20 10:00:00,y,\nh,2020-07-15 02:00:00,x,2020-07-16 08:00:00\n"
     )
-    before = _month_dirs(sample_dir)
+    before = _data_files(sample_dir)
+    built_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # naive: UTC
     report = update(instance, resources)
     assert report.lines()[1:] == [
         # b's old and new day, d's day, h's order day (its record holds the chargeback)
@@ -122,19 +144,16 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
         instance.get_run_by_id(r).tags[UPDATE_TAG] == report.update_id  # type: ignore[union-attr]
         for r in report.run_ids
     )
-    # every month without a rewritten day is the very directory written before
-    after = _month_dirs(sample_dir)
+    # a data file is rewritten only if it holds a rewritten day
+    after = _data_files(sample_dir)
     rewritten = {
-        **{f"raw/{n}": storage.months_of(days) for n, days in report.ingested.items()},
-        **{
-            f"feature_store/historical/user/{n}": storage.months_of(days)
-            for n, days in report.recomputed.items()
-        },
+        **{f"raw/{n}": days for n, days in report.ingested.items()},
+        **{f"feature_store/historical/user/{n}": days for n, days in report.recomputed.items()},
     }
-    for (table, month), inode in before.items():
-        if month not in rewritten[table]:
-            assert after.get((table, month)) == inode, (table, month)
-    assert len(before) - sum(map(len, rewritten.values())) > 5
+    for (table, path), (first, last) in before.items():
+        if (table, path) not in after:
+            assert any(first <= day <= last for day in rewritten[table]), (table, path)
+    assert sum(key in after for key in before) > 5
     updated = _stores(sample_dir)
     # z has no order left: no state, online or historical
     assert "z" not in updated["user_orders_online"]  # type: ignore[operator]
@@ -147,6 +166,8 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     again = update(instance, resources)
     assert not again.changed
     assert again.lines()[-1] == "everything is up to date: nothing was rewritten"
+    # yesterday's training set, rebuilt after today's corrections: as the store knew it before
+    assert _as_of(sample_dir, built_at) == AWESOME_DATASET
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=needs_redis)])
@@ -290,14 +311,14 @@ def test_any_sequence_of_changes_converges(spark, tmp_path_factory, initial, ste
 
 
 def test_a_failed_landing_read_changes_nothing(sample_dir) -> None:
-    manifest = sample_dir / "raw" / "order_events" / storage.MANIFEST
-    before = manifest.read_text()
+    table = sample_dir / "raw" / "order_events"
+    before = storage.current_version(table)
     (sample_dir / "order_events" / "later.csv").write_text(HEADER + "a,2020-13-01 00:00:00,x,\n")
     with pytest.raises(
         LandingFileError, match=r"later.csv: 1 problem.*\n  line 2, field order_timestamp"
     ):
         update(dg.DagsterInstance.ephemeral(), resources_for(sample_dir))
-    assert manifest.read_text() == before
+    assert storage.current_version(table) == before
 
 
 def test_large_stores_are_compared_on_a_fixed_sample(sample_dir, spark, monkeypatch) -> None:

@@ -11,7 +11,7 @@ from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
-from legiti_assets.io_managers import INPUT_TABLES, TABLE
+from legiti_assets.io_managers import INPUT_TABLES, TABLE, pin
 from legiti_assets.pit_join import asof_column, covered_until, point_in_time_join
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -63,12 +63,12 @@ def training_set_asset(
         name=name,
         description=training_set.description,
         group_name="datasets",
-        kinds={"spark", "parquet"},
+        kinds={"spark", "delta"},
         ins={
             "spine": dg.AssetIn(spine_name),
             **{f"states_{i}": dg.AssetIn(s.name) for i, s in enumerate(specs)},
         },
-        io_manager_key="parquet_io_manager",
+        io_manager_key="delta_io_manager",
         metadata={
             TABLE: layout.dataset_table(name),
             INPUT_TABLES: ",".join(training_set_inputs(training_set, specs)),
@@ -89,7 +89,17 @@ def training_set_asset(
     def _training_set(
         context: dg.AssetExecutionContext, data_dir: DataDir, spine: DataFrame, **states: DataFrame
     ):
-        covered = covered_until(data_dir.root, specs)
+        # the days covered in the versions of the tables this run reads
+        root = data_dir.root
+        versions = {
+            t: pin(context.run_id, t)
+            for s in specs
+            for t in (
+                root / layout.feature_set_table(s.entity, s.name),
+                root / layout.raw_table(s.source),
+            )
+        }
+        covered = covered_until(root, specs, versions)
         on_covered_day = F.to_date(time) <= F.lit(covered)
         n_all, n_rows = spine.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
         joined = point_in_time_join(

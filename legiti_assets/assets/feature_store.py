@@ -110,13 +110,13 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         description=f"{spec.description} Entity {spec.entity}, key {spec.key}, "
         f"{_describe_aggregates(spec)}.",
         group_name="feature_store",
-        kinds={"spark", "parquet", "butterfree"},
+        kinds={"spark", "delta", "butterfree"},
         partitions_def=daily_partitions,
         backfill_policy=SINGLE_RUN,
         # a changed declaration or query shows the asset stale in the UI
         code_version=spec.version,
         ins={"events": dg.AssetIn(spec.source, partition_mapping=lookback(spec.lookback_days))},
-        io_manager_key="parquet_io_manager",
+        io_manager_key="delta_io_manager",
         metadata={
             PARTITION_EXPR: TIMESTAMP,
             TABLE: layout.feature_set_table(spec.entity, spec.name),

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from legiti_assets import layout, storage
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
-from legiti_assets.io_managers import read_days
+from legiti_assets.io_managers import pin, read_days
 from legiti_assets.online_store import FLOAT, FeatureSetTable, OnlineStore, Row
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
@@ -46,12 +46,19 @@ def midnight(day: dt.date) -> dt.datetime:
 
 
 def stored_states(
-    spark: SparkSession, data_dir: DataDir, spec: FeatureSetSpec, before: dt.date | None = None
+    spark: SparkSession,
+    data_dir: DataDir,
+    spec: FeatureSetSpec,
+    before: dt.date | None = None,
+    as_of: int | None = None,
 ) -> DataFrame:
-    """Every stored row of a feature set, or those of the days before `before`."""
+    """Every stored row of a feature set, or those of the days before `before`, at table
+    version `as_of` (default: the latest)."""
     table = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
-    days = [d for d in storage.recorded_days(table) if before is None or d < before]
-    return read_days(spark, spec.name, table, days, state_schema(spec), TIMESTAMP, spec.version)
+    days = [d for d in sorted(storage.recorded(table, as_of)) if before is None or d < before]
+    return read_days(
+        spark, spec.name, table, days, state_schema(spec), TIMESTAMP, spec.version, as_of
+    )
 
 
 def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
@@ -68,9 +75,10 @@ def mirror_days(
     spec: FeatureSetSpec,
     states: DataFrame,
     days: list[dt.date],
+    as_of: int | None = None,
 ) -> dict[str, int]:
     """Make the store hold, for every key whose state is or was dated in `days`, its latest
-    stored row; `states` are the stored rows of `days`."""
+    stored row; `states` are the stored rows of `days`, at table version `as_of`."""
     table = ONLINE_TABLES[spec.name]
     since, until = midnight(days[0]), midnight(days[-1])
     # before writing: afterwards every key of the range is dated in it
@@ -89,7 +97,9 @@ def mirror_days(
     if orphans:
         # states the rewritten days no longer hold: back to each key's latest earlier row
         keys = spark.createDataFrame([(k,) for k in sorted(orphans)], f"`{spec.key}` string")
-        before = stored_states(spark, data_dir, spec, days[0]).join(keys, spec.key, "left_semi")
+        before = stored_states(spark, data_dir, spec, days[0], as_of).join(
+            keys, spec.key, "left_semi"
+        )
         earlier = list(_rows(latest_per_key(before, spec), table))
         restored = store.write_latest(table, earlier, replace_until=until)
         gone = orphans - {row[0] for row in earlier}
@@ -131,20 +141,16 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         days = days_of(context.partition_time_window)
         table = ONLINE_TABLES[spec.name]
         history = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
-        # one run at a time mirrors a feature set, and none rewrites its days meanwhile: what
-        # is recorded as mirrored is what was read
-        with (
-            storage.writer_lock(data_dir.root, context.asset_key.path[-1]),
-            storage.writer_lock(data_dir.root, spec.name, shared=True),
-            online_store.open() as store,
-        ):
+        # the states were read at this version of the history: its tokens are what is mirrored
+        as_of = pin(context.run_id, history)
+        with online_store.open() as store:
             wanted = set(days)
             tokens = {
                 str(day): record.token
-                for day, record in storage.recorded(history).items()
+                for day, record in storage.recorded(history, as_of).items()
                 if day in wanted
             }
-            done = mirror_days(spark.spark_session, store, data_dir, spec, states, days)
+            done = mirror_days(spark.spark_session, store, data_dir, spec, states, days, as_of)
             store.record_mirrored(table, tokens)
             latest = store.latest_timestamp(table)
             keys = store.count(table)

@@ -49,8 +49,8 @@ def _event_asset(name: str, dated_by: str, description: str) -> dg.AssetOut:
         key=name,
         description=description,
         group_name="raw",
-        kinds={"spark", "parquet"},
-        io_manager_key="parquet_io_manager",
+        kinds={"spark", "delta"},
+        io_manager_key="delta_io_manager",
         # an update ingests the days each table needs, so a run may select one table
         is_required=False,
         metadata={

@@ -1,8 +1,10 @@
-"""Daily tables stored as month files: random range writes against a model of day -> rows.
+"""Daily tables as Delta tables: random range writes against a model of day -> rows.
 
-A write over days [a, b] replaces exactly those days (days it has no rows for lose theirs) and
-no other day's rows change, across month and year ends and 29 February; reads of contiguous
-and scattered days return exactly those days' rows; the manifest counts each day's rows.
+A write over days [a, b] is one commit that replaces exactly those days (days it has no rows
+for lose theirs), rewrites no file that holds only other days, and changes no other day's rows,
+across month and year ends and 29 February; reads of contiguous and scattered days return
+exactly those days' rows; each commit's records count each day's rows; every earlier version
+still reads as it was.
 """
 
 import datetime as dt
@@ -10,14 +12,17 @@ import random
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame
 
-from legiti_assets import storage
+from legiti_assets import layout, storage
 from legiti_assets.io_managers import PARTITION_EXPR, TABLE, UNKNOWN, VERSION, read_days
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
-from legiti_assets.resources import SparkResource
+from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import StoredSchemaError
+from legiti_assets.vacuum import vacuum_job
 from legiti_assets_tests.helpers import read_table, resources_for
 
 SCHEMA = dg.TableSchema(
@@ -27,6 +32,7 @@ SCHEMA = dg.TableSchema(
         dg.TableColumn("value", "bigint"),
     ]
 )
+SCHEMA_DDL = "id string, ts timestamp, value bigint"
 FIRST, LAST = dt.date(2019, 12, 27), dt.date(2020, 3, 3)  # two month ends, a year end, 29 Feb
 # What the next run of `events` outputs, by day: set by the test before each run.
 OUTPUT: dict[dt.date, list[tuple]] = {}
@@ -36,7 +42,7 @@ with beta_parameters():
     @dg.asset(
         partitions_def=daily_partitions,
         backfill_policy=SINGLE_RUN,
-        io_manager_key="parquet_io_manager",
+        io_manager_key="delta_io_manager",
         metadata={PARTITION_EXPR: "ts", TABLE: "raw/events", "dagster/column_schema": SCHEMA},
     )
     def events(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
@@ -66,6 +72,14 @@ def _write(data_dir: Path, first: dt.date, last: dt.date) -> None:
     assert result.success
 
 
+def _removed_spans(table: Path, version: int) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The first and last `ts` of each file that commit `version` removed."""
+    before = pa.table(DeltaTable(str(table), version=version - 1).get_add_actions(flatten=True))
+    after = DeltaTable(str(table), version=version).get_add_actions(flatten=True)
+    kept = set(after.column("path").to_pylist())
+    return [(row["min.ts"], row["max.ts"]) for row in before.to_pylist() if row["path"] not in kept]
+
+
 def _by_day(rows: list[tuple]) -> dict[dt.date, list[tuple]]:
     found: dict[dt.date, list[tuple]] = {}
     for row in rows:
@@ -79,6 +93,7 @@ def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -
     table = tmp_path / "raw" / "events"
     every_day = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
     model: dict[dt.date, list[tuple]] = {}
+    versions: list[tuple[int, dict[dt.date, list[tuple]]]] = []
     for _ in range(6):
         first, last = sorted(rng.sample(every_day, 2))
         days = [d for d in every_day if first <= d <= last]
@@ -95,9 +110,13 @@ def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -
         assert {d: r.rows for d, r in storage.recorded(table).items() if r.rows} == {
             d: len(r) for d, r in model.items()
         }
-        months = storage.stored_months(table)
-        assert months == storage.months_of(model)
-        assert all(len(list(storage.month_dir(table, m).glob("*.parquet"))) == 1 for m in months)
+        version = storage.current_version(table)
+        assert version == len(versions)  # one commit per write
+        versions.append((version, {d: sorted(r) for d, r in model.items()}))
+        if version:
+            # a file the commit removed held a day it wrote
+            for first_ts, last_ts in _removed_spans(table, version):
+                assert any(first_ts.date() <= d <= last_ts.date() for d in days)
 
         a, b = sorted(rng.sample(every_day, 2))
         contiguous = [d for d in every_day if a <= d <= b]
@@ -107,6 +126,9 @@ def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -
             assert sorted(tuple(r) for r in got) == sorted(
                 row for d in wanted for row in model.get(d, [])
             )
+    for version, then in versions:  # time travel: each version reads as it was written
+        rows = storage.read(spark, table, version).collect()
+        assert _by_day(sorted(tuple(r) for r in rows)) == then
 
 
 def test_rows_without_a_timestamp_are_refused_and_nothing_is_replaced(tmp_path) -> None:
@@ -126,7 +148,7 @@ def test_rows_without_a_timestamp_are_refused_and_nothing_is_replaced(tmp_path) 
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "events: 1 row(s) have no ts; nothing was replaced." in str(failure.event_specific_data)
+    assert "events: 1 row(s) have no ts; nothing was written." in str(failure.event_specific_data)
     assert read_table(table) == before
 
 
@@ -135,7 +157,7 @@ with beta_parameters():
     @dg.asset(
         partitions_def=daily_partitions,
         backfill_policy=SINGLE_RUN,
-        io_manager_key="parquet_io_manager",
+        io_manager_key="delta_io_manager",
         metadata={
             PARTITION_EXPR: "ts",
             TABLE: "feature_store/versioned",
@@ -148,22 +170,19 @@ with beta_parameters():
         return spark.spark_session.createDataFrame(rows, "id string, ts timestamp, value bigint")
 
 
-def test_a_day_written_under_new_columns_leaves_its_month_neighbours_refused(
-    tmp_path, spark
-) -> None:
-    """The month's other days, stored under older columns with no recorded version, are
+def test_a_day_written_under_new_columns_leaves_the_other_days_refused(tmp_path, spark) -> None:
+    """The table's other days, stored under older columns with no recorded version, are
     conformed to the new columns and recorded as of an unknown declaration."""
     table = tmp_path / "feature_store" / "versioned"
     old = [("a", dt.datetime(2020, 2, 3, 1)), ("b", dt.datetime(2020, 2, 29, 23, 59, 59))]
-    spark.createDataFrame(old, "id string, ts timestamp").write.parquet(
-        str(storage.month_dir(table, (2020, 2)))
-    )
-    storage.record_days(
+    storage.write(
+        spark.createDataFrame(old, "id string, ts timestamp"),
         table,
-        {
+        days={
             dt.date(2020, 2, 3): storage.DayRecord(rows=1),
             dt.date(2020, 2, 29): storage.DayRecord(rows=1),
         },
+        based_on=None,
     )
     OUTPUT.clear()
     OUTPUT[dt.date(2020, 2, 10)] = [("c", dt.datetime(2020, 2, 10, 12), 7)]
@@ -189,3 +208,45 @@ def test_a_day_written_under_new_columns_leaves_its_month_neighbours_refused(
     assert [tuple(r) for r in tenth.collect()] == [("c", dt.datetime(2020, 2, 10, 12), 7)]
     with pytest.raises(StoredSchemaError, match=r"versioned: 2 stored day\(s\), 2020-02-03 to"):
         read_days(spark, "versioned", table, storage.stored_days(table), SCHEMA, "ts", "v2")
+
+
+def test_a_writer_that_read_an_older_version_is_refused(tmp_path, spark) -> None:
+    """A commit landing between a writer's read of the records and its own commit makes the
+    writer fail, saying so, instead of committing records that lack the other's days."""
+    table = tmp_path / "t"
+    rows = spark.createDataFrame([("a", dt.datetime(2020, 1, 1, 1), 1)], SCHEMA_DDL)
+    day = {dt.date(2020, 1, 1): storage.DayRecord(rows=1)}
+    storage.write(rows, table, days=day, based_on=None)
+    storage.write(rows, table, days=day, based_on=0)  # another writer, at version 1
+    with pytest.raises(storage.ConcurrentWriteError, match="after this run read it at version 0"):
+        storage.write(rows, table, days=day, based_on=0)
+    assert storage.current_version(table) == 1
+
+
+def test_a_table_of_the_layout_before_delta_is_refused_with_advice(tmp_path) -> None:
+    table = tmp_path / "raw" / "events"
+    (table / "year=2020" / "month=1").mkdir(parents=True)
+    with pytest.raises(storage.LayoutError, match=r"events: .* not a Delta table.*make migrate"):
+        storage.check_layout("events", table)
+
+
+def test_vacuum_keeps_every_version_within_the_retention_period(tmp_path, spark) -> None:
+    """Replaced files stay until they are older than the retention period (7 days): the first
+    version still reads whole after the daily vacuum job ran."""
+    table = tmp_path / layout.raw_table("order_events")
+    day = {dt.date(2020, 1, 1): storage.DayRecord(rows=1)}
+    for value in (1, 2):
+        rows = [("a", dt.datetime(2020, 1, 1, 1), value)]
+        storage.write(
+            spark.createDataFrame(rows, SCHEMA_DDL),
+            table,
+            days=day,
+            based_on=storage.current_version(table),
+        )
+    files = set(table.glob("*.parquet"))
+    result = vacuum_job.execute_in_process(resources={"data_dir": DataDir(path=str(tmp_path))})
+    assert result.success
+    assert [tuple(r) for r in storage.read(spark, table, 0).collect()] == [
+        ("a", dt.datetime(2020, 1, 1, 1), 1)
+    ]
+    assert set(table.glob("*.parquet")) == files
