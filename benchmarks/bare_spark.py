@@ -4,8 +4,10 @@
     python -m benchmarks.bare_spark --data-dir D --day E --out O             # one day's states
 
 What it does, in one process and one SparkSession (local[*], with the settings of
-`legiti_assets.resources.SparkResource` that change the computation or its cost: shuffle
-partitions, driver memory, the UTC session time zone, loopback driver):
+`legiti_assets.resources.SparkResource.session_config`: shuffle partitions, driver memory, the
+UTC session time zone, loopback driver, Delta Lake's jars, SQL extension, catalog and log
+settings; not its two start-up and I/O shortcuts, the JVM class-data archive and the fork-free
+local file system, so it starts a plain JVM as any PySpark script would):
 
 - reads every `D/order_events/*.csv` as one table, a later file's record of an order replacing
   an earlier one and identical lines counting once (the landing's rules), timestamps parsed as
@@ -17,19 +19,22 @@ partitions, driver memory, the UTC session time zone, loopback driver):
 - computes every training set (`legiti_assets.catalog.TRAINING`) with our point-in-time join
   (`legiti_assets.pit_join.point_in_time_join`), keeping the spine rows on days every feature
   set covers (`pit_join.last_covered_day`, as the asset does), so its rows are ours;
-- writes each table as one plain Parquet dataset, `O/<name>` (overwritten).
+- writes each table as a Delta Lake table, `O/<name>`, in one overwrite commit: the format
+  our tables are stored in (`legiti_assets.storage`), so writing them costs the same.
 
-What it does not do: validate the landing (it assumes a valid one), store the raw events, write
-month directories, manifests or fingerprints, take locks, run checks, fill the online store, or
-use Dagster (no runs, no event log, no IO manager). `pit_join` imports Dagster through its
-storage helpers, so this process pays that import, not more. `make bench` runs it as a whole
-process beside ours and compares its Parquet with our tables row for row.
+What it does not do: validate the landing (it assumes a valid one), store the raw events,
+replace single days (`replaceWhere`), record days, fingerprints or versions in its commits,
+guard against concurrent writers, run checks, fill the online store, or use Dagster (no runs,
+no event log, no IO manager). `pit_join` and `SparkResource` import Dagster, so this process
+pays that import, not more. `make bench` runs it as a whole process beside ours and compares
+its tables with ours row for row (`bench.check_bare`, both read through their Delta logs).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -40,6 +45,7 @@ from benchmarks import measure
 from legiti_assets.catalog import SPECS, TRAINING
 from legiti_assets.engine import TIMESTAMP, compute_states
 from legiti_assets.pit_join import last_covered_day, point_in_time_join
+from legiti_assets.resources import SparkResource
 
 COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 TS_FORMAT = "yyyy-MM-dd HH:mm:ss"
@@ -49,18 +55,22 @@ DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_
 
 
 def session(shuffle_partitions: int, driver_memory: str) -> SparkSession:
-    spark = (
-        SparkSession.builder.master("local[*]")
-        .appName("bare-spark")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.driver.memory", driver_memory)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .getOrCreate()
-    )
+    # the platform's own settings, so Delta is configured exactly as our runs configure it
+    config = SparkResource(
+        master="local[*]",
+        app_name="bare-spark",
+        shuffle_partitions=shuffle_partitions,
+        driver_memory=driver_memory,
+        fork_free_local_fs=False,
+        s3a=False,
+        class_data_sharing=False,
+    ).session_config()
+    # as SparkResource starts it: the driver is on loopback, say so before the JVM starts
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    for key, value in config.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -93,7 +103,7 @@ def sources(events: DataFrame, end: dt.date) -> dict[str, DataFrame]:
 
 
 def write(df: DataFrame, path: Path) -> None:
-    df.write.mode("overwrite").parquet(str(path))
+    df.write.format("delta").mode("overwrite").save(str(path))
 
 
 def one_day(events: DataFrame, out: Path, day: dt.date) -> None:
@@ -117,7 +127,7 @@ def whole_range(events: DataFrame, out: Path, start: dt.date, end: dt.date) -> N
     states = {}
     for name, spec in SPECS.items():
         write(compute_states(tables[spec.source], spec, start, end), out / name)
-        states[name] = spark.read.parquet(str(out / name))
+        states[name] = spark.read.format("delta").load(str(out / name))
     written = {start + dt.timedelta(days=i) for i in range((end - start).days + 1)}
     for name, (training_set, specs) in TRAINING.items():
         covered = min(last_covered_day(written, first[s.source]) for s in specs)

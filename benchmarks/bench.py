@@ -18,16 +18,21 @@ group in a fresh process (Spark session included, so its memory can be measured)
 
 In-run times are Dagster step durations (STEP_START to STEP_SUCCESS); the Spark session is
 started before the run, so they exclude its start. Process times and peak RSS (python + JVM,
-sampled every 0.2 s) cover the whole process. The Parquet written is then compared with the
-DuckDB reference row for row (the run fails if they differ), and the DuckDB reference and
-stock butterfree are timed on the same landing file. Results of each size are kept in
+sampled every 0.2 s) cover the whole process. The tables written (Delta Lake tables, read
+through their logs at their latest versions) are then compared with the DuckDB reference row
+for row (the run fails if they differ), and the DuckDB reference and stock butterfree are
+timed on the same landing file. Results of each size are kept in
 `benchmarks/data/results/<size>.json`; `benchmarks/RESULTS.md` shows the latest of every size.
 Outputs of user_chargeback_delays are compared with `duckdb_reference.compute_delays`, floats
 within FLOAT_TOLERANCE x max(1, |v|). With BENCH_PROGRESS=<file> set, one line per finished
 stage is appended to that file.
 
+From 1m orders up (any size with `--retrieval`), `legiti_assets.get_historical_features` is
+timed both ways on a `--retrieval-rows` spine drawn from that size's store, the pandas path and
+the Spark path each in its own process, their results equal (`benchmarks/bench_retrieval.py`).
+
 Ours against a bare PySpark script (`benchmarks/bare_spark.py`), whole processes one after the
-other, each with the 1-min load average as it ended; their Parquet must equal our tables, row
+other, each with the 1-min load average as it ended; its Delta tables must equal ours, row
 for row, before any figure is kept:
 
 - main:   `python -m legiti_assets.run --start START --end END` (`make awesome-dataset`) in a
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -58,8 +64,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from benchmarks import duckdb_reference, measure
-from legiti_assets import synthetic
+from benchmarks import bench_daily_bytes, bench_retrieval, duckdb_reference, measure
+from legiti_assets import storage, synthetic
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -76,6 +82,8 @@ MAIN_REPEATS_MAX_ORDERS = 100_000
 SAMPLE = HERE.parent / "data" / "order_events" / "input.csv"
 SAMPLE_DAYS = (dt.date(2018, 5, 12), dt.date(2020, 7, 17))  # the Makefile's START and END
 BARE_LIMITS = {"main": 1.5, "daily": 1.25}  # ours / bare, whole processes
+# get_historical_features is timed both ways from this size up (any size with --retrieval)
+RETRIEVAL_MIN_ORDERS = 1_000_000
 
 
 # --- in the stage process --------------------------------------------------------------------
@@ -189,16 +197,23 @@ def _stage(stage: str, data_dir: Path, home: Path, start: dt.date, end: dt.date,
     }
 
 
-def _parquet(table: Path) -> str:
-    glob = f"{table}/**/*.parquet" if any(table.glob("year=*")) else f"{table}/*.parquet"
-    return f"read_parquet('{glob}', hive_partitioning = false)"
+def delta_view(con: duckdb.DuckDBPyConnection, table: Path) -> str:
+    """The name of a DuckDB view of the Delta table `table` at its latest version.
+
+    Read through the Delta log: the table's directory also holds the files of replaced
+    versions until VACUUM, which a Parquet glob would read as well. DuckDB's delta extension
+    is not installable offline, so `deltalake` lists the files and Arrow streams them.
+    """
+    name = "delta_" + hashlib.sha1(str(table.resolve()).encode()).hexdigest()[:12]
+    con.register(name, storage.log(table).to_pyarrow_dataset())
+    return name
 
 
 def _stored(con: duckdb.DuckDBPyConnection, table: Path, columns: list[str]) -> str:
     selected = ", ".join(
         f'"{c}"::timestamp as "{c}"' if "timestamp" in c else f'"{c}"' for c in columns
     )
-    return f"select {selected} from {_parquet(table)}"
+    return f"select {selected} from {delta_view(con, table)}"
 
 
 def compare(
@@ -275,8 +290,9 @@ def check_delays(data_dir: Path, expected: pd.DataFrame) -> dict[str, int]:
 
 
 def check_bare(bare: Path, ours: Path, day: dt.date | None = None) -> None:
-    """Fail loudly unless each table the bare script wrote under `bare` has the columns and rows
-    of our table under the data directory `ours` (only the rows of `day`, for a daily run)."""
+    """Fail loudly unless each Delta table the bare script wrote under `bare` has the columns
+    and rows of our table under the data directory `ours` (only the rows of `day`, for a daily
+    run), both at their latest versions."""
     from legiti_assets import layout
     from legiti_assets.catalog import SPECS, TRAINING
 
@@ -286,8 +302,8 @@ def check_bare(bare: Path, ours: Path, day: dt.date | None = None) -> None:
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     for name, table in tables.items():
-        columns = [c[0] for c in con.execute(f"describe from {_parquet(bare / name)}").fetchall()]
-        stored = [c[0] for c in con.execute(f"describe from {_parquet(ours / table)}").fetchall()]
+        columns = [c[0] for c in con.execute(f"describe {delta_view(con, bare / name)}").fetchall()]
+        stored = [c[0] for c in con.execute(f"describe {delta_view(con, ours / table)}").fetchall()]
         if columns != stored:
             raise SystemExit(f"{name}: the bare script's columns {columns} are not ours {stored}")
         mine = _stored(con, ours / table, columns)
@@ -523,6 +539,11 @@ def bench_size(name: str, args) -> dict:
     }
     result["rows"] = {n: len(getattr(refs[0], n)) for n in (*FEATURE_SETS, "awesome_dataset")}
     result["rows"][EXTRA] = len(delays[0].rows)
+    if args.retrieval or size.orders >= RETRIEVAL_MIN_ORDERS:
+        result["retrieval"] = bench_retrieval.bench(
+            root, args.retrieval_rows, args.seed, args.cap, args.shuffle_partitions
+        )
+        progress(f"[{name}] {bench_retrieval.summary(result['retrieval'])}")
     main_repeats = args.main_repeats if size.orders <= MAIN_REPEATS_MAX_ORDERS else 1
     result["versus"] = versus_bare(
         landing, root / "versus", start, end, args, args.daily_repeats, main_repeats
@@ -862,6 +883,64 @@ def _daily_repeats(versus: dict) -> str:
     return found
 
 
+RETRIEVAL_HEADER = [
+    "size",
+    "spine rows",
+    "pandas path (s)",
+    "pandas process (s)",
+    "pandas peak RSS",
+    "Spark path (s)",
+    "Spark process (s)",
+    "Spark peak RSS",
+    "Spark / pandas",
+    "load pandas / Spark",
+]
+
+
+def retrieval_section(results: list[dict]) -> list[str]:
+    """A table of the sizes whose `get_historical_features` was timed both ways (none: no
+    section)."""
+    timed = [r for r in results if "retrieval" in r]
+    if not timed:
+        return []
+    lines = [
+        "## Point-in-time retrieval: `get_historical_features`, pandas and Spark paths",
+        "",
+        "| " + " | ".join(RETRIEVAL_HEADER) + " |",
+        "|" + "---|" * len(RETRIEVAL_HEADER),
+    ]
+    for r in timed:
+        found = r["retrieval"]
+        pandas, spark = found["pandas"], found["spark"]
+        cells = [
+            r["size"],
+            f"{found['rows']:,}",
+            f"{pandas['seconds']:.2f}",
+            f"{pandas['process_seconds']:.1f}",
+            _gb(pandas["peak_rss_bytes"]),
+            f"{spark['seconds']:.2f}",
+            f"{spark['process_seconds']:.1f}",
+            _gb(spark["peak_rss_bytes"]),
+            _ratio(spark["seconds"], pandas["seconds"]),
+            f"{pandas['load']} / {spark['load']}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [
+        *lines,
+        "",
+        "- The spine: orders drawn with replacement from the size's stored order_events (cpf "
+        "and the order's time, on days every feature set covers); both feature sets joined. "
+        "Each path runs in its own process, after the size's stages; its spine is in memory "
+        "before its clock starts (pandas: read from Parquet; Spark: cached and counted). "
+        "*pandas path*: the call, a pandas spine to a pandas DataFrame (deltalake and DuckDB; "
+        "the process was checked to have started no JVM). *Spark path*: the call on a Spark "
+        "spine plus writing its whole result as Parquet, the action that computes it; Spark "
+        "started before. *process*: the whole process (imports, Spark's start, reading the "
+        "spine). The two results were equal, row for row.",
+        "",
+    ]
+
+
 def write_results(results: list[dict], sample: dict | None = None) -> None:
     parts = [
         "# Benchmark results",
@@ -896,8 +975,9 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         "31 days of events it reads.",
         "- *awesome_dataset* DuckDB column: the as-of join alone (events already loaded).",
         "- *whole process* rows: ours, then `benchmarks/bare_spark.py` (one SparkSession, our "
-        "engine and point-in-time join, one Parquet dataset per table; no validation, raw copy, "
-        "month directories, checks, online store or Dagster) as whole processes, one after the "
+        "engine and point-in-time join, each table a Delta table written in one overwrite; no "
+        "validation, raw copy, per-day replaces or records, checks, online store or Dagster) "
+        "as whole processes, one after the "
         "other; their rows were equal. *main*: `python -m legiti_assets.run` (`make "
         "awesome-dataset`, online store included) over START..END in a fresh data directory "
         "(medians of 3 pairs up to 100k orders, each pair listed below; one pair above); "
@@ -907,6 +987,7 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
         "processes start Spark's JVM from the class-data archive `make install` builds "
         "(`legiti_assets/jvm_archive.py`); the bare script starts a plain JVM.",
         "",
+        *retrieval_section(results),
         "## Targets",
         "",
         *targets(results, sample),
@@ -932,7 +1013,9 @@ def write_results(results: list[dict], sample: dict | None = None) -> None:
             + (f"; stock butterfree vs the contract: {stock['diff']}" if "diff" in stock else "")
             + _daily_repeats(r.get("versus", {}))
         )
-    RESULTS.write_text("\n".join(parts) + "\n")
+    # the section `make bench-daily-bytes` writes is its own: kept as it is
+    kept = bench_daily_bytes.kept_section(RESULTS.read_text() if RESULTS.exists() else "")
+    RESULTS.write_text("\n".join(parts) + "\n" + kept)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -950,6 +1033,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--duckdb-repeats", type=int, default=3)
     parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument(
+        "--retrieval",
+        action="store_true",
+        help=f"time get_historical_features at every size (default: {RETRIEVAL_MIN_ORDERS:,} "
+        "orders and up)",
+    )
+    parser.add_argument("--retrieval-rows", type=int, default=1_000_000, help="spine rows")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--start", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
