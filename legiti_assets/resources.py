@@ -124,6 +124,9 @@ class SparkResource(LazyPySparkResource):
             "spark.databricks.delta.snapshotPartitions": "2",
             # VACUUM commits nothing: the newest commit of a table is always a write of ours
             "spark.databricks.delta.vacuum.logging.enabled": "false",
+            # each table's log state stays cached in the driver: a long-lived process touching
+            # many tables (a notebook, the test suite) keeps the most recent ones only
+            "spark.databricks.delta.delta.log.cacheSize": "32",
         }
         s3a = self.s3a
         if s3a is None:

@@ -55,8 +55,11 @@ class LayoutError(ValueError):
 
 
 def check_layout(name: str, table: Path) -> None:
-    """Raise, saying how to convert it, if `table` holds files but is not a Delta table."""
-    if table.is_dir() and not is_delta(table) and any(table.iterdir()):
+    """Raise, saying how to convert it, if `table` is stored in a layout before Delta Lake:
+    Parquet files or month directories, and no Delta log (not even a first commit under way)."""
+    if not table.is_dir() or (table / "_delta_log").is_dir():
+        return
+    if any(table.glob("year=*")) or any(table.glob("*.parquet")) or any(table.glob("_*.json")):
         raise LayoutError(
             f"{name}: {table} is not a Delta table (it was written before the store moved to "
             "Delta Lake); convert every table once with `make migrate` "
