@@ -36,11 +36,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from legiti_assets.storage import LOG_DIR
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 MARKERS = ("<!-- bench-daily-bytes -->", "<!-- /bench-daily-bytes -->")
-LOG_DIR = "_delta_log"
+
 
 # A log file's name, size and modification time: what tells a file the run wrote or rewrote.
 LogFiles = dict[str, tuple[int, int]]

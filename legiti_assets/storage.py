@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from legiti_assets.locations import delta_path, uri
 
+LOG_DIR = "_delta_log"
 # What every commit of ours carries in its userMetadata, under this key.
 RECORDS_KEY = "legiti"
 # The application transaction every write declares (see the module's docstring).
@@ -55,7 +56,7 @@ class LayoutError(ValueError):
 def check_layout(name: str, table: Path) -> None:
     """Raise, saying how to convert it, if `table` is stored in a layout before Delta Lake:
     Parquet files or month directories, and no Delta log (not even a first commit under way)."""
-    if not table.is_dir() or (table / "_delta_log").is_dir():
+    if not table.is_dir() or (table / LOG_DIR).is_dir():
         return
     if any(table.glob("year=*")) or any(table.glob("*.parquet")) or any(table.glob("_*.json")):
         raise LayoutError(
