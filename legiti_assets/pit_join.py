@@ -38,13 +38,7 @@ def point_in_time_join(
     One sort per key of spine rows and states together, instead of a range join of all states
     against all spine rows.
     """
-    keys = {spec.key for spec, _ in feature_sets}
-    if len(keys) != 1:
-        raise ValueError(f"feature sets to join must share one key, got {sorted(keys)}")
-    (key,) = keys
-    missing = {key, timestamp} - set(spine.columns)
-    if missing:
-        raise ValueError(f"the spine lacks the columns {sorted(missing)}")
+    key = spine_key([spec for spec, _ in feature_sets], spine.columns, timestamp)
     kind, at = "_kind", "_at"
     # states sort before spine rows at the same instant: a state dated exactly at a row applies.
     # Each state travels as one struct, so a state's own nulls are carried, not skipped over.
@@ -86,6 +80,19 @@ def point_in_time_join(
                 .alias(a.column)
             )
     return carried.select(*spine.columns, *values)
+
+
+def spine_key(specs: Sequence[FeatureSetSpec], columns: Sequence[str], timestamp: str) -> str:
+    """The key the feature sets share, checked present in a spine of `columns` with its
+    `timestamp`; raises otherwise."""
+    keys = {spec.key for spec in specs}
+    if len(keys) != 1:
+        raise ValueError(f"feature sets to join must share one key, got {sorted(keys)}")
+    (key,) = keys
+    missing = {key, timestamp} - set(columns)
+    if missing:
+        raise ValueError(f"the spine lacks the columns {sorted(missing)}")
+    return key
 
 
 def _state(spec: FeatureSetSpec) -> str:

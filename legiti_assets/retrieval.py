@@ -26,6 +26,7 @@ from legiti_assets.pit_join import (
     late_rows_message,
     resolve_request,
     snapshot,
+    spine_key,
 )
 from legiti_assets.schemas import check_stored_schema, check_versions, state_schema
 
@@ -58,13 +59,7 @@ def get_historical_features_pandas(
     Integer aggregates are int32/int64, or float64 when a value is missing, as `toPandas()`.
     """
     root, specs = resolve_request(feature_sets, data_dir)
-    keys = {s.key for s in specs}
-    if len(keys) != 1:
-        raise ValueError(f"feature sets to join must share one key, got {sorted(keys)}")
-    (key,) = keys
-    missing = {key, timestamp} - set(spine.columns)
-    if missing:
-        raise ValueError(f"the spine lacks the columns {sorted(missing)}")
+    key = spine_key(specs, list(spine.columns), timestamp)
     instants = pd.to_datetime(spine[timestamp], utc=True).dt.tz_localize(None)
     versions = snapshot(root, specs, as_of)
     covered = covered_until(root, specs, versions)

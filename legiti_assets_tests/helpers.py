@@ -10,6 +10,14 @@ from legiti_assets import storage
 from legiti_assets.resources import DataDir, SparkResource
 
 FEATURE_STORE = "feature_store/historical/user"
+# Every table the main job writes, under the data directory.
+TABLES = [
+    "raw/order_events",
+    "raw/chargeback_events",
+    f"{FEATURE_STORE}/user_orders",
+    f"{FEATURE_STORE}/user_chargebacks",
+    "datasets/awesome_dataset",
+]
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "order_events" / "input.csv"
 TEST_SPARK = SparkResource(master="local[2]", shuffle_partitions=2, driver_memory="1g")
 

@@ -14,15 +14,8 @@ import pytest
 from legiti_assets import storage
 from legiti_assets_tests.cluster.processes import materialize_sample, sample_env, wait_until
 from legiti_assets_tests.cluster.standalone import Cluster
-from legiti_assets_tests.helpers import read_table
+from legiti_assets_tests.helpers import TABLES, read_table
 
-TABLES = [
-    "raw/order_events",
-    "raw/chargeback_events",
-    "feature_store/historical/user/user_orders",
-    "feature_store/historical/user/user_chargebacks",
-    "datasets/awesome_dataset",
-]
 EXECUTOR_MB = 768
 
 

@@ -31,16 +31,9 @@ from legiti_assets_tests.cluster.processes import (
     stop,
     wait_until,
 )
-from legiti_assets_tests.helpers import read_table
+from legiti_assets_tests.helpers import TABLES, read_table
 
 BUCKET = "legiti"
-TABLES = [
-    "raw/order_events",
-    "raw/chargeback_events",
-    "feature_store/historical/user/user_orders",
-    "feature_store/historical/user/user_chargebacks",
-    "datasets/awesome_dataset",
-]
 # b moved to another day, h's chargeback reported: a correction the update applies
 CORRECTION = (
     "order_id,order_timestamp,cpf,chargeback_timestamp\n"
