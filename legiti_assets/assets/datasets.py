@@ -63,7 +63,7 @@ def training_set_asset(
         name=name,
         description=training_set.description,
         group_name="datasets",
-        kinds={"spark", "delta"},
+        kinds={"spark", "deltalake"},
         ins={
             "spine": dg.AssetIn(spine_name),
             **{f"states_{i}": dg.AssetIn(s.name) for i, s in enumerate(specs)},

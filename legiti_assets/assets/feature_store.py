@@ -110,7 +110,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         description=f"{spec.description} Entity {spec.entity}, key {spec.key}, "
         f"{_describe_aggregates(spec)}.",
         group_name="feature_store",
-        kinds={"spark", "delta", "butterfree"},
+        kinds={"spark", "deltalake", "butterfree"},
         partitions_def=daily_partitions,
         backfill_policy=SINGLE_RUN,
         # a changed declaration or query shows the asset stale in the UI

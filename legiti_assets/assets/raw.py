@@ -49,7 +49,7 @@ def _event_asset(name: str, dated_by: str, description: str) -> dg.AssetOut:
         key=name,
         description=description,
         group_name="raw",
-        kinds={"spark", "delta"},
+        kinds={"spark", "deltalake"},
         io_manager_key="delta_io_manager",
         # an update ingests the days each table needs, so a run may select one table
         is_required=False,
