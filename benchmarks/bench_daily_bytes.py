@@ -27,7 +27,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from benchmarks import measure
 from legiti_assets.storage import LOG_DIR
 
 HERE = Path(__file__).resolve().parent
@@ -196,17 +196,7 @@ def measure_day(size_name: str, seed: int) -> tuple[dict, list[Written]]:
     start, end = synthetic.day_range(size)
     day = end + dt.timedelta(days=1)
     data_dir = HERE / "data" / f"daily-bytes-{size_name}"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    synthetic.write_landing(synthetic.generate(size, seed), data_dir)
-    home = data_dir / ".dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "LEGITI_DATA_DIR": str(data_dir),
-        "DAGSTER_HOME": str(home),
-        "PYTHONWARNINGS": "ignore",
-    }
+    env = measure.fresh_data_dir(data_dir, synthetic.generate(size, seed))
     python = sys.executable
     build = _timed(
         [python, "-m", "legiti_assets.run", "--start", str(start), "--end", str(end)], env

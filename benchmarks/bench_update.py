@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from benchmarks import measure
 from legiti_assets import synthetic
 
 HERE = Path(__file__).resolve().parent
@@ -98,18 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     size = synthetic.SIZES[args.size]
     data_dir = HERE / "data" / f"update-{args.size}"
-    shutil.rmtree(data_dir, ignore_errors=True)
     table = synthetic.generate(size, args.seed)
-    synthetic.write_landing(table, data_dir)
-    home = data_dir / ".dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "LEGITI_DATA_DIR": str(data_dir),
-        "DAGSTER_HOME": str(home),
-        "PYTHONWARNINGS": "ignore",
-    }
+    env = measure.fresh_data_dir(data_dir, table)
     start = synthetic.day_range(size)[0]
     newest = _newest_day(table)
     python = sys.executable

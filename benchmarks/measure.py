@@ -115,3 +115,23 @@ def report(result: dict) -> None:
     """Called in the child: hand `result` to the parent."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     sys.stdout.flush()
+
+
+def fresh_data_dir(data_dir: Path, landing) -> dict[str, str]:
+    """`data_dir` emptied, holding `landing` (a synthetic table) and a DAGSTER_HOME of its own;
+    the environment of a process that runs the platform on it."""
+    import shutil
+
+    from legiti_assets import synthetic
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    synthetic.write_landing(landing, data_dir)
+    home = data_dir / ".dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "LEGITI_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(home),
+        "PYTHONWARNINGS": "ignore",
+    }
