@@ -101,10 +101,13 @@ bench-update: install ## make update after one-day drops vs a full build, on SIZ
 bench-daily-bytes: install ## bytes one daily run writes (Delta) vs the month files, SIZE=10k|100k|1m|10m
 	$(RUN) python -m benchmarks.bench_daily_bytes --size $(SIZE) --seed $(SEED)
 
-.PHONY: test-cluster test-ui
+.PHONY: test-cluster test-ui test-object-store
 
 test-cluster: install $(DAGSTER_HOME)/dagster.yaml ## main job on a local standalone Spark cluster == local mode
 	LEGITI_CLUSTER_TESTS=1 $(RUN) pytest legiti_assets_tests/cluster -v -s
+
+test-object-store: install ## main job, update and retrieval on an S3 server (moto, loopback) == local
+	LEGITI_OBJECT_STORE_TESTS=1 $(RUN) pytest legiti_assets_tests/object_store -v -s
 
 test-ui: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI in Chromium (apt chromium); docs/screenshots
 	LEGITI_UI_TESTS=1 $(RUN) pytest legiti_assets_tests/ui -v
