@@ -67,6 +67,22 @@ def pin(run_id: str, table: Path) -> int | None:
     return _read_versions[key]
 
 
+def check_stored(
+    name: str,
+    table: Path,
+    schema: dg.TableSchema,
+    days: list[dt.date],
+    version: str | None,
+    as_of: int,
+) -> None:
+    """Raise, saying to backfill, if table version `as_of` holds other columns than `schema`,
+    or some of `days` were computed under another declaration than `version` (if given)."""
+    check_stored_schema(name, table, schema, as_of)
+    if version is not None:
+        records = storage.recorded(table, as_of)
+        check_versions(name, {d: r.version for d, r in records.items()}, days, version)
+
+
 def read_days(
     spark: SparkSession,
     name: str,
@@ -85,10 +101,7 @@ def read_days(
         as_of = storage.current_version(table)
     if as_of is None or not days:
         return spark.createDataFrame([], spark_ddl(schema))
-    check_stored_schema(name, table, schema, as_of)
-    if version is not None:
-        records = storage.recorded(table, as_of)
-        check_versions(name, {d: r.version for d, r in records.items()}, days, version)
+    check_stored(name, table, schema, days, version, as_of)
     if days == changes.day_range(days[0], days[-1]):
         # bounds on the timestamp itself skip the files of other days, by their statistics
         in_days = F.expr(storage.day_bounds(dated_by, days[0], days[-1]))

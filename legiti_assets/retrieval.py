@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 
 from legiti_assets import layout, storage
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
+from legiti_assets.io_managers import check_stored
 from legiti_assets.pit_join import (
     asof_column,
     covered_until,
@@ -28,7 +29,7 @@ from legiti_assets.pit_join import (
     snapshot,
     spine_key,
 )
-from legiti_assets.schemas import check_stored_schema, check_versions, state_schema
+from legiti_assets.schemas import state_schema
 
 # Each declared (Spark) aggregate type as Arrow and DuckDB name it.
 _ARROW_TYPES = {
@@ -94,9 +95,7 @@ def read_states(root: Path, spec: FeatureSetSpec, version: int | None) -> pa.Tab
     days = [] if version is None else storage.stored_days(table, version)
     if not days:
         return _state_schema(spec).empty_table()
-    check_stored_schema(spec.name, table, state_schema(spec), version)
-    records = storage.recorded(table, version)
-    check_versions(spec.name, {d: r.version for d, r in records.items()}, days, spec.version)
+    check_stored(spec.name, table, state_schema(spec), days, spec.version, version)
     at = ds.field(TIMESTAMP)
     # the bounds prune files by their statistics; the day list keeps only the stored days
     in_days = (
