@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from legiti_assets.online_store import OnlineStore, open_online_store
-from legiti_assets.server import SERVED_TABLES
+from legiti_assets.online import OnlineStore, open_online_store
+from legiti_assets.online.server import SERVED_TABLES
 
 TARGET_LOAD_S = 30.0
 TARGET_READ_P99_MS = {"sqlite": 1.0, "redis": 2.0}
@@ -123,7 +123,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m legiti_assets.server`` in a subprocess, always stopped on exit."""
+    """``python -m legiti_assets.online.server`` in a subprocess, always stopped on exit."""
 
     def __init__(self, store_url: str, redis_key_prefix: str, log_path: Path) -> None:
         self.port = free_port()
@@ -134,7 +134,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "legiti_assets.server",
+                "legiti_assets.online.server",
                 "--host",
                 "127.0.0.1",
                 "--port",

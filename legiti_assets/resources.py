@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from legiti_assets import jvm_archive, layout, local_fs, maven
 from legiti_assets.locations import is_local, join, location
-from legiti_assets.online_store import OnlineStore, open_online_store
+from legiti_assets.online import OnlineStore, open_online_store
 
 DEFAULT_DATA_DIR = "data"
 

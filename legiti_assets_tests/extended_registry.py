@@ -65,7 +65,7 @@ def main(data_dir: Path, start: dt.date, end: dt.date, out: Path) -> None:
 
     from legiti_assets import run
     from legiti_assets.definitions import defs
-    from legiti_assets.online_store import open_online_store
+    from legiti_assets.online import open_online_store
     from legiti_assets.resources import OnlineStoreResource
     from legiti_assets_tests.helpers import resources_for
 
@@ -74,8 +74,8 @@ def main(data_dir: Path, start: dt.date, end: dt.date, out: Path) -> None:
         run.materialize(start, end, instance, resources)
     store = resources["online_store"]
     assert isinstance(store, OnlineStoreResource)
-    from legiti_assets import server
-    from legiti_assets.server import create_app
+    from legiti_assets.online import server
+    from legiti_assets.online.server import create_app
 
     app = create_app(lambda: open_online_store(store.resolved_url()), server.SERVED_TABLES)
     with TestClient(app) as client:

@@ -98,7 +98,7 @@ def test_every_check_of_every_run_passed(built) -> None:
 
 def test_online_store_holds_every_users_latest_state(built) -> None:
     from legiti_assets.catalog import ONLINE_TABLES
-    from legiti_assets.online_store import SQLiteOnlineStore
+    from legiti_assets.online import SQLiteOnlineStore
 
     with SQLiteOnlineStore(built[0] / "online_store.db") as store:
         got = store.get_features("user", ["x", "y", "z"], list(ONLINE_TABLES.values()))
@@ -127,8 +127,8 @@ def test_online_store_holds_every_users_latest_state(built) -> None:
 def test_feature_server_returns_the_online_state(built) -> None:
     from starlette.testclient import TestClient
 
-    from legiti_assets.online_store import SQLiteOnlineStore
-    from legiti_assets.server import SERVED_TABLES, create_app
+    from legiti_assets.online import SQLiteOnlineStore
+    from legiti_assets.online.server import SERVED_TABLES, create_app
 
     app = create_app(lambda: SQLiteOnlineStore(built[0] / "online_store.db"), SERVED_TABLES)
     with TestClient(app) as client:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.online_store import (
+from legiti_assets.online import (
     COUNT,
     FLOAT,
     INT,
@@ -569,7 +569,7 @@ def test_sqlite_process_crash_mid_write_leaves_whole_batches(tmp_path: Path) -> 
     script = f"""
 import os
 from datetime import datetime, timezone
-from legiti_assets.online_store import FeatureSetTable, SQLiteOnlineStore
+from legiti_assets.online import FeatureSetTable, SQLiteOnlineStore
 table = FeatureSetTable("user_orders", "cpf", ("n",))
 store = SQLiteOnlineStore({str(db)!r}, batch_size=1000)
 armed = False

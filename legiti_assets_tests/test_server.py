@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.online_store import (
+from legiti_assets.online import (
     COUNT,
     FLOAT,
     INT,
@@ -21,7 +21,7 @@ from legiti_assets.online_store import (
     RedisOnlineStore,
     SQLiteOnlineStore,
 )
-from legiti_assets.server import MAX_BATCH_KEYS, create_app
+from legiti_assets.online.server import MAX_BATCH_KEYS, create_app
 
 ORDERS = ONLINE_TABLES["user_orders"]
 CHARGEBACKS = ONLINE_TABLES["user_chargebacks"]

@@ -6,7 +6,7 @@
 
 Every registered feature set of the entity is served unless `feature_sets` narrows it.
 
-Errors are JSON ``{"error": "..."}``. Run with ``python -m legiti_assets.server``.
+Errors are JSON ``{"error": "..."}``. Run with ``python -m legiti_assets.online.server``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from legiti_assets import layout
 from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.online_store import (
+from legiti_assets.online import (
     Features,
     FeatureSetTable,
     OnlineStore,

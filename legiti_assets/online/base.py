@@ -1,0 +1,136 @@
+"""The abstract ``OnlineStore`` every backend implements, and what the backends share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from itertools import islice
+from types import TracebackType
+from typing import TypeVar
+
+from legiti_assets.online.values import Features, FeatureSetTable, Row, to_epoch_seconds
+
+DEFAULT_BATCH_SIZE = 5000
+_T = TypeVar("_T")
+
+
+def batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def check_request(entity: str, feature_sets: Sequence[FeatureSetTable]) -> None:
+    seen: set[str] = set()
+    for table in feature_sets:
+        if table.entity != entity:
+            raise ValueError(
+                f"feature set {table.name!r} is of entity {table.entity!r}, not {entity!r}"
+            )
+        names = {*table.feature_columns, table.timestamp_feature}
+        if seen & names:
+            raise ValueError(f"feature set {table.name!r} repeats columns {sorted(seen & names)}")
+        seen |= names
+
+
+class OnlineStore(ABC):
+    """Latest state per key for each feature set. Safe to share between threads."""
+
+    @abstractmethod
+    def write_latest(
+        self,
+        table: FeatureSetTable,
+        rows: Iterable[Row],
+        *,
+        replace_until: datetime | None = None,
+    ) -> int:
+        """Upsert ``(key, timestamp, values)`` rows, streaming them in batches.
+
+        ``values`` has one entry per feature column, converted by its type: a COUNT takes an
+        integral number, an INT an integral number or None, a FLOAT any real number or None;
+        NaN counts as None.
+
+        A row is applied only if no state is stored for its key or the stored timestamp is not
+        newer (an equal timestamp overwrites, so re-materializing a day replaces it), or, given
+        ``replace_until``, the stored timestamp is not after it: a run that rewrote the days up
+        to ``replace_until`` replaces what it knows is gone, even with an older state. The check
+        runs atomically inside the store. Each batch is applied all-or-nothing; an invalid row
+        raises ValueError and leaves its batch unapplied (earlier batches stay applied).
+
+        Returns the number of rows applied, i.e. offered rows minus those skipped as stale.
+        """
+
+    @abstractmethod
+    def get_features(
+        self, entity: str, keys: Sequence[str], feature_sets: Sequence[FeatureSetTable]
+    ) -> dict[str, Features]:
+        """Read the latest state of ``keys``, returned in request order (duplicates collapse).
+
+        Each key maps to every feature column of the requested sets (int, float or None, by
+        column type) plus ``<feature set>__timestamp`` (aware UTC datetime, or None when
+        nothing is stored, in which case the columns read as ``no_state_values``: 0 for a COUNT,
+        None otherwise). Raises ValueError for an unknown entity.
+        """
+
+    @abstractmethod
+    def keys(
+        self,
+        table: FeatureSetTable,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[str]:
+        """Keys whose stored state is dated in [since, until] (either bound may be open)."""
+
+    @abstractmethod
+    def delete(
+        self, table: FeatureSetTable, keys: Iterable[str], *, since: datetime, until: datetime
+    ) -> int:
+        """Remove the states of ``keys`` dated in [since, until] (atomically per key: a state a
+        concurrent run wrote outside it stays); returns how many were removed."""
+
+    @abstractmethod
+    def latest_timestamp(self, table: FeatureSetTable) -> datetime | None:
+        """Newest state timestamp stored in ``table``, or None if it is empty."""
+
+    @abstractmethod
+    def count(self, table: FeatureSetTable) -> int:
+        """Number of keys with a stored state in ``table``."""
+
+    @abstractmethod
+    def mirrored(self, table: FeatureSetTable) -> dict[str, str]:
+        """What `record_mirrored` recorded for ``table``: an opaque token per day."""
+
+    @abstractmethod
+    def record_mirrored(self, table: FeatureSetTable, tokens: Mapping[str, str]) -> None:
+        """Remember which version of each of these days the store now mirrors (kept in the
+        store itself, so a store emptied or replaced is known to mirror nothing)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot answer a query."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# Epoch seconds beyond any state's: open bounds of a timestamp range.
+_NO_BOUND = 1 << 62
+
+
+def epoch_bounds(since: datetime | None, until: datetime | None) -> tuple[int, int]:
+    return (
+        -_NO_BOUND if since is None else to_epoch_seconds(since),
+        _NO_BOUND if until is None else to_epoch_seconds(until),
+    )
