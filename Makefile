@@ -22,14 +22,13 @@ help: ## list the targets
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --compile-bytecode  # imports skip compiling even under PYTHONDONTWRITEBYTECODE
-	$(RUN) python -m legiti_assets.maven  # once per machine: Delta Lake's jars, from Maven Central
-	$(RUN) python -m legiti_assets.jvm_archive  # once per machine: Spark's JVM starts ~3 s faster
+	$(RUN) python -m legiti_assets.install  # once per machine: Delta Lake's jars and the JVM archive
 	@touch $@
 
 install: .venv/.installed ## create .venv from uv.lock (uv is pip-installed if missing)
 
 jvm-archive: install ## rebuild the Spark driver JVM's class-data archive (~40 s; legiti_assets/jvm_archive.py)
-	$(RUN) python -m legiti_assets.jvm_archive --force
+	$(RUN) python -m legiti_assets.install --rebuild-archive
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -51,7 +50,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## start the Dagster UI on HOST:DAGSTE
 	$(RUN) python -m legiti_assets.dev --host $(HOST) --port $(DAGSTER_PORT)
 
 serve: install ## serve the online store over HTTP on HOST:PORT (GET /features/user/{cpf})
-	$(RUN) python -m legiti_assets.server --host $(HOST) --port $(PORT)
+	$(RUN) python -m legiti_assets.online.server --host $(HOST) --port $(PORT)
 
 BENCH_REDIS_PORT ?= 6392
 bench-online: install ## p50/p99 reads and load rate of both online stores (100k users)

@@ -172,13 +172,15 @@ def daily_run(day: dt.date) -> None:
     launches it (the data directory and Dagster instance from the environment)."""
     import dagster as dg
 
-    from legiti_assets import run
-    from legiti_assets.definitions import defs
+    from legiti_assets.catalog import SPECS, TRAINING, online_name
+    from legiti_assets.executor import build_resources, run_step
+    from legiti_assets.planner import Step
+    from legiti_assets.resources import DataDir, SparkResource
 
+    assets = (*SPECS, *(online_name(n) for n in SPECS), *TRAINING)
+    resources = build_resources(DataDir(), SparkResource())
     with dg.DagsterInstance.get() as instance:
-        run.materialize_selection(
-            run.FEATURE_RUN, instance, dict(defs.resources or {}), None, str(day)
-        )
+        run_step(Step(assets, day, day, ("benchmark",)), instance, resources)
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
@@ -306,12 +308,12 @@ def section(facts: dict, rows: list[Written]) -> str:
     )
 
 
-def kept_section(text: str) -> str:
-    """The section between `MARKERS` in `text` with a trailing newline, or ''."""
-    begin, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+def kept_section(text: str, markers: tuple[str, str] = MARKERS) -> str:
+    """The section between `markers` in `text` with a trailing newline, or ''."""
+    begin, end = text.find(markers[0]), text.find(markers[1])
     if begin < 0 or end < begin:
         return ""
-    return text[begin : end + len(MARKERS[1])] + "\n"
+    return text[begin : end + len(markers[1])] + "\n"
 
 
 def replace_section(text: str, new: str) -> str:

@@ -4,7 +4,7 @@ a declaration the engine cannot compute fails here, naming the feature set and t
 
 from legiti_assets.engine import INTEGER_TYPES, FeatureSetSpec, feature_set_spec
 from legiti_assets.feature_sets import FEATURE_SETS, TRAINING_SETS, TrainingSet
-from legiti_assets.online_store import COUNT, FLOAT, INT, FeatureSetTable
+from legiti_assets.online import COUNT, FLOAT, INT, FeatureSetTable
 
 SPECS: dict[str, FeatureSetSpec] = {}
 for _entry in FEATURE_SETS:
@@ -27,6 +27,12 @@ def online_table(spec: FeatureSetSpec) -> FeatureSetTable:
 
 
 ONLINE_TABLES: dict[str, FeatureSetTable] = {name: online_table(s) for name, s in SPECS.items()}
+
+
+def online_name(feature_set: str) -> str:
+    """The online asset that mirrors a feature set."""
+    return f"{feature_set}_online"
+
 
 # The entities served, each with its key column; a feature column names one thing per entity,
 # since the server and the training sets put an entity's features side by side.

@@ -19,6 +19,7 @@ from pyspark.sql.types import StructType
 from legiti_assets import changes, storage
 from legiti_assets.locations import is_local, uri
 from legiti_assets.partitions import days_of
+from legiti_assets.records import EMPTY, DayRecord, day_range, inputs_fingerprint
 from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
 
@@ -102,7 +103,7 @@ def read_days(
     if as_of is None or not days:
         return spark.createDataFrame([], spark_ddl(schema))
     check_stored(name, table, schema, days, version, as_of)
-    if days == changes.day_range(days[0], days[-1]):
+    if days == day_range(days[0], days[-1]):
         # bounds on the timestamp itself skip the files of other days, by their statistics
         in_days = F.expr(storage.day_bounds(dated_by, days[0], days[-1]))
     else:
@@ -223,7 +224,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             self.spark.spark_session.read.format("delta").load(uri(table)).schema
         ) != _columns(df.schema)
         replace_where: str | None = storage.day_bounds(dated_by, days[0], days[-1])
-        stale: dict[dt.date, storage.DayRecord] = {}
+        stale: dict[dt.date, DayRecord] = {}
         if new_schema:
             if VERSION not in metadata:
                 raise dg.Failure(
@@ -238,7 +239,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             df = df.unionByName(conformed(kept, df.schema))
             replace_where = None
             stale = {
-                day: storage.DayRecord(**{**vars(r), "version": r.version or UNKNOWN})
+                day: DayRecord(**{**vars(r), "version": r.version or UNKNOWN})
                 for day, r in known.items()
                 if day not in set(days)
             }
@@ -246,12 +247,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             **known,
             **stale,
             **{
-                day: storage.DayRecord(
+                day: DayRecord(
                     version=metadata.get(VERSION),
-                    content=None if content is None else content.get(day, changes.EMPTY),
+                    content=None if content is None else content.get(day, EMPTY),
                     inputs=None
                     if source is None
-                    else changes.inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
+                    else inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
                     rows=rows.get(day, 0),
                 )
                 for day in days

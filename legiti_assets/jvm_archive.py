@@ -5,7 +5,7 @@ and verifies the same thousands of classes from pyspark's jars before its first 
 map them from an archive instead (AppCDS, `-XX:SharedArchiveFile`): the sample's main job
 took ~3 s less with it (README, "Benchmarks").
 
-`python -m legiti_assets.jvm_archive` (run by `make install`) builds it: the main job on a
+`python -m legiti_assets.install` (run by `make install`) builds it: the main job on a
 small synthetic landing, in a temporary directory, under `spark-submit` with
 `-XX:ArchiveClassesAtExit`, so the archive holds the classes a real run loads. `spark-submit`
 returns once the JVM has exited, that is once the archive is written; it is then moved into
@@ -15,14 +15,12 @@ digest of the files a JVM checks before mapping it). A JVM that cannot use an ar
 it: the archive is only ever a speed-up.
 """
 
-import argparse
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyspark
@@ -134,28 +132,3 @@ def build(config: dict[str, str], orders: int = TRAINING_ORDERS, days: int = TRA
     finally:
         staged.unlink(missing_ok=True)
     return target
-
-
-def main(argv: list[str] | None = None) -> None:
-    from legiti_assets.resources import SparkResource
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
-    args = parser.parse_args(argv)
-    began = time.perf_counter()
-    try:
-        # a local session: the archive is the driver's, whatever master runs the work
-        config = SparkResource(master="local[*]", class_data_sharing=False).session_config()
-        path = archive_path(config)
-        if path.is_file() and not args.force:
-            print(f"JVM class-data archive: {path}")
-            return
-        build(config)
-    except Exception as error:  # only a speed-up: say why and go on without it
-        print(f"no JVM class-data archive (Spark starts without it): {error}", file=sys.stderr)
-        return
-    print(f"JVM class-data archive: {path} ({time.perf_counter() - began:.0f} s to build)")
-
-
-if __name__ == "__main__":
-    main()

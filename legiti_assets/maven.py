@@ -75,8 +75,3 @@ def resolve(coordinates: Sequence[str]) -> None:
             f"resolving {', '.join(absent or coordinates)} from Maven Central into {ivy_dir()} "
             f"failed (is Maven Central reachable?):\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
         )
-
-
-if __name__ == "__main__":
-    for path in jars(DELTA):
-        print(path)

@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from legiti_assets.locations import delta_path, uri
+from legiti_assets.records import DayRecord
 
 LOG_DIR = "_delta_log"
 # What every commit of ours carries in its userMetadata, under this key.
@@ -68,25 +69,6 @@ def check_layout(name: str, table: Path) -> None:
 
 class ConcurrentWriteError(RuntimeError):
     """Another writer committed to a table while this one was writing it."""
-
-
-@dataclass(frozen=True)
-class DayRecord:
-    """What is known of one written day: the declaration `version` it was computed under
-    (feature sets), a fingerprint of its rows (`content`, raw tables) and of the source days it
-    was computed from (`inputs`, feature sets), and how many `rows` it has. None: not recorded
-    for this table."""
-
-    version: str | None = None
-    content: str | None = None
-    inputs: str | None = None
-    rows: int | None = None
-
-    @property
-    def token(self) -> str:
-        """What identifies this computation of the day (the online store records which one it
-        mirrors)."""
-        return f"{self.version}/{self.content}/{self.inputs}"
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,18 @@
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import dagster as dg
 import pandas as pd
 
 from legiti_assets import storage
 from legiti_assets.resources import DataDir, SparkResource
+
+if TYPE_CHECKING:
+    from legiti_assets.executor import StepResult
 
 FEATURE_STORE = "feature_store/historical/user"
 # Every table the main job writes, under the data directory.
@@ -35,7 +41,7 @@ def write_landing(data_dir: Path, text: str | bytes) -> Path:
 def resources_for(data_dir: Path, online_url: str | None = None) -> dict[str, object]:
     """Resources over `data_dir`; the online store is SQLite there, or `online_url` with keys
     under a fresh prefix (a Redis database shared by tests and runs stays apart)."""
-    from legiti_assets.definitions import build_resources
+    from legiti_assets.executor import build_resources
     from legiti_assets.resources import OnlineStoreResource
 
     data = DataDir(path=str(data_dir))
@@ -92,3 +98,31 @@ def dataset_rows(data_dir: Path) -> list[tuple]:
 
 def t(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
+
+
+def run_assets(
+    assets: Iterable[str],
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    first: dt.date | None = None,
+    last: dt.date | None = None,
+) -> "StepResult":
+    """One run of `assets` over first..last (None: unpartitioned), as the executor runs a step."""
+    from legiti_assets.executor import run_step
+    from legiti_assets.planner import Step
+
+    return run_step(Step(tuple(assets), first, last, ("a test's run",)), instance, resources)
+
+
+def raw_assets() -> list[str]:
+    """The raw tables: `ingest_events`'s assets."""
+    from legiti_assets.assets.raw import DATED_BY
+
+    return list(DATED_BY)
+
+
+def feature_assets() -> list[str]:
+    """The feature sets, their online mirrors and the training sets: `compute_features`'s."""
+    from legiti_assets.catalog import SPECS, TRAINING, online_name
+
+    return [*SPECS, *(online_name(n) for n in SPECS), *TRAINING]

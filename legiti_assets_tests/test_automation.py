@@ -10,12 +10,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from legiti_assets import run
 from legiti_assets.automation import SETTLE_SECONDS, daily_schedule, landing_sensor
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.definitions import definitions, defs
-from legiti_assets.jobs import COMPUTE_FEATURES, UPDATE
+from legiti_assets.executor import QUIET, REASON_TAG
+from legiti_assets.jobs import COMPUTE_FEATURES
+from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
+from legiti_assets.update import UPDATE
 from legiti_assets_tests.helpers import feature_rows, resources_for, t
 
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
@@ -52,11 +54,27 @@ def test_the_schedule_requests_the_new_day_and_any_missed_since(sample_dir) -> N
     request = _tick(sample_dir, "2020-07-18 00:05:00")
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == "2020-07-18"
+    assert request.asset_selection == [
+        dg.AssetKey(n)
+        for n in (
+            "user_orders",
+            "user_orders_online",
+            "user_chargebacks",
+            "user_chargebacks_online",
+            "awesome_dataset",
+        )
+    ]
+    # why, visible in the UI before the run starts
+    assert request.tags[REASON_TAG] == (
+        "user_orders: 1 day: 2020-07-18, never computed; "
+        "user_chargebacks: 1 day: 2020-07-18, never computed; "
+        "awesome_dataset: inputs rewritten above"
+    )
     # days missed (the schedule was off): one run over all of them
     request = _tick(sample_dir, "2020-08-20 00:05:01")
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key is None
-    assert {k: v for k, v in request.tags.items() if "range" in k} == run.range_tags(
+    assert {k: v for k, v in request.tags.items() if "range" in k} == range_tags(
         dt.date(2020, 7, 18), dt.date(2020, 8, 20)
     )
 
@@ -73,7 +91,7 @@ def test_the_daily_run_slides_the_windows_with_no_new_event(sample_dir) -> None:
     assert isinstance(request, dg.RunRequest)
     instance = dg.DagsterInstance.ephemeral()
     job = definitions(resources_for(sample_dir)).resolve_job_def(COMPUTE_FEATURES)
-    result = job.execute_in_process(instance=instance, tags=request.tags, run_config=run.QUIET)
+    result = job.execute_in_process(instance=instance, tags=request.tags, run_config=QUIET)
     assert result.success
     later = [r for r in feature_rows(sample_dir, "user_orders") if r[1] > t("2020-07-17")]
     assert later == [
@@ -105,12 +123,12 @@ def _sense(data_dir: Path, instance: dg.DagsterInstance, cursor: str | None):
         resources={"data_dir": DataDir(path=str(data_dir))},
         repository_def=defs.get_repository_def(),
     )
-    return landing_sensor.evaluate_tick(context)
+    return landing_sensor().evaluate_tick(context)
 
 
 def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
-    assert landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert landing_sensor.job_name == UPDATE
+    assert landing_sensor().default_status == dg.DefaultSensorStatus.RUNNING
+    assert landing_sensor().job_name == UPDATE
     instance = dg.DagsterInstance.ephemeral()
     landing = sample_dir / "order_events"
     _settled(landing / "input.csv")
@@ -130,13 +148,16 @@ def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
     _settled(drop)
     changed = _sense(sample_dir, instance, first.cursor)
     assert len(changed.run_requests or []) == 1
+    assert changed.run_requests[0].tags[REASON_TAG] == (  # type: ignore[index]
+        "landing changed: 1 file(s) added (later-2020-07-18.csv)"
+    )
     assert changed.cursor not in (None, first.cursor)
     # the run it requests updates exactly the changed days
     job = definitions(resources_for(sample_dir)).resolve_job_def(UPDATE)
     result = job.execute_in_process(
         instance=instance,
         tags=changed.run_requests[0].tags,  # type: ignore[index]
-        run_config=run.QUIET,
+        run_config=QUIET,
     )
     assert result.success
     lines = result.output_for_node("update_store")
@@ -156,7 +177,10 @@ def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
     assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(sample_dir, "user_orders")
     # a removed file is a change too
     drop.unlink()
-    assert len(_sense(sample_dir, instance, changed.cursor).run_requests or []) == 1
+    removed = _sense(sample_dir, instance, changed.cursor).run_requests or []
+    assert [r.tags[REASON_TAG] for r in removed] == [
+        "landing changed: 1 file(s) removed (later-2020-07-18.csv)"
+    ]
 
 
 def test_the_sensor_waits_while_an_update_runs(sample_dir) -> None:

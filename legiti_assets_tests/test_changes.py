@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from legiti_assets import changes
-from legiti_assets.storage import DayRecord
+from legiti_assets import changes, records
+from legiti_assets.records import DayRecord
 
 
 def d(day: int) -> dt.date:
@@ -39,40 +39,40 @@ def test_fingerprints_change_with_any_row_of_their_day(spark) -> None:
 def test_raw_days_to_ingest() -> None:
     stored = {
         d(0): DayRecord(content="1:5"),
-        d(1): DayRecord(content=changes.EMPTY),
+        d(1): DayRecord(content=records.EMPTY),
         d(3): DayRecord(),
     }
     landing = {d(0): "1:5", d(2): "2:9", d(3): "1:1"}
     # d(1) stays empty; d(2) never ingested; d(3) written before fingerprints; d(4) new, empty
-    assert changes.raw_days_to_ingest(landing, stored, d(0), d(4)) == [d(2), d(3), d(4)]
+    assert records.raw_days_to_ingest(landing, stored, d(0), d(4)) == [d(2), d(3), d(4)]
     # a withdrawn day's stored rows differ from the landing's none
-    assert changes.raw_days_to_ingest({}, stored, d(0), d(1)) == [d(0)]
+    assert records.raw_days_to_ingest({}, stored, d(0), d(1)) == [d(0)]
 
 
 def test_a_source_day_makes_the_next_lookback_days_stale() -> None:
     source = {d(i): DayRecord(content=f"1:{i}") for i in range(-5, 12)}
     stored = {
-        d(i): DayRecord(version="v1", inputs=changes.inputs_fingerprint(source, d(i), 3))
+        d(i): DayRecord(version="v1", inputs=records.inputs_fingerprint(source, d(i), 3))
         for i in range(0, 10)
     }
-    assert changes.stale_feature_days(stored, source, "v1", 3, d(0), d(9)) == []
+    assert records.stale_feature_days(stored, source, "v1", 3, d(0), d(9)) == []
     changed = {**source, d(4): DayRecord(content="2:4")}
     # a change of day 4 reaches the states of days 5, 6 and 7
-    assert changes.stale_feature_days(stored, changed, "v1", 3, d(0), d(9)) == [d(5), d(6), d(7)]
+    assert records.stale_feature_days(stored, changed, "v1", 3, d(0), d(9)) == [d(5), d(6), d(7)]
     # days past the stored ones, and every day of another declaration
-    assert changes.stale_feature_days(stored, source, "v1", 3, d(8), d(11)) == [d(10), d(11)]
-    assert changes.stale_feature_days(stored, source, "v2", 3, d(0), d(1)) == [d(0), d(1)]
+    assert records.stale_feature_days(stored, source, "v1", 3, d(8), d(11)) == [d(10), d(11)]
+    assert records.stale_feature_days(stored, source, "v2", 3, d(0), d(1)) == [d(0), d(1)]
     # a source day never ingested reads as an empty one, unlike one with rows
     missing = {k: v for k, v in source.items() if k != d(2)}
-    empty = {**source, d(2): DayRecord(content=changes.EMPTY)}
-    fingerprint = changes.inputs_fingerprint(missing, d(3), 3)
-    assert fingerprint == changes.inputs_fingerprint(empty, d(3), 3)
-    assert fingerprint != changes.inputs_fingerprint(source, d(3), 3)
+    empty = {**source, d(2): DayRecord(content=records.EMPTY)}
+    fingerprint = records.inputs_fingerprint(missing, d(3), 3)
+    assert fingerprint == records.inputs_fingerprint(empty, d(3), 3)
+    assert fingerprint != records.inputs_fingerprint(source, d(3), 3)
 
 
 def test_contiguous_and_describe() -> None:
     days = [d(5), d(0), d(1), d(2), d(9), d(1)]
-    assert changes.contiguous(days) == [(d(0), d(2)), (d(5), d(5)), (d(9), d(9))]
-    assert changes.describe(days) == "5 days: 2020-05-01..2020-05-03, 2020-05-06, 2020-05-10"
-    assert changes.describe([]) == "none"
-    assert changes.describe([d(i * 2) for i in range(8)]).endswith(", ... (2 more ranges)")
+    assert records.contiguous(days) == [(d(0), d(2)), (d(5), d(5)), (d(9), d(9))]
+    assert records.describe(days) == "5 days: 2020-05-01..2020-05-03, 2020-05-06, 2020-05-10"
+    assert records.describe([]) == "none"
+    assert records.describe([d(i * 2) for i in range(8)]).endswith(", ... (2 more ranges)")

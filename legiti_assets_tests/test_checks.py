@@ -6,7 +6,7 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-from legiti_assets import changes, checks
+from legiti_assets import changes, checks, records
 from legiti_assets.assets import feature_store, raw
 from legiti_assets.catalog import SPECS
 from legiti_assets.schemas import spark_ddl, state_schema
@@ -51,7 +51,7 @@ def test_profile_matches_a_model_of_its_rows(spark, seed: int) -> None:
     assert found.total == len(rows)
     assert found.content == changes.day_fingerprints(df, "order_timestamp")
     assert found.content is not None
-    assert {day: changes.rows_of(c) for day, c in found.content.items()} == days
+    assert {day: records.rows_of(c) for day, c in found.content.items()} == days
     assert found.counts == {
         # across days: a key seen on two days is a repeat as much as twice on one
         "repeats": len(rows) - len({(o, c) for o, _, c, _ in rows}),
@@ -127,9 +127,9 @@ def test_training_set_checks_count_what_a_wrong_join_wrote(
 
     import dagster as dg
 
-    from legiti_assets import run
     from legiti_assets.assets import datasets
     from legiti_assets.definitions import definitions
+    from legiti_assets.jobs import COMPUTE_FEATURES
     from legiti_assets.pit_join import asof_column
     from legiti_assets_tests.helpers import resources_for
 
@@ -143,7 +143,7 @@ def test_training_set_checks_count_what_a_wrong_join_wrote(
         return joined.unionByName(joined.limit(1).withColumn(asof_column("user_orders"), future))
 
     monkeypatch.setattr(datasets, "point_in_time_join", wrong)
-    job = definitions(resources_for(data_dir)).resolve_job_def(run.COMPUTE_FEATURES)
+    job = definitions(resources_for(data_dir)).resolve_job_def(COMPUTE_FEATURES)
     result = job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
         asset_selection=[dg.AssetKey("awesome_dataset")],

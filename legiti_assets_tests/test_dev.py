@@ -18,8 +18,8 @@ from pathlib import Path
 import dagster as dg
 
 from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.jobs import UPDATE
-from legiti_assets.online_store import open_online_store
+from legiti_assets.online import open_online_store
+from legiti_assets.update import UPDATE
 from legiti_assets_tests.helpers import SAMPLE, feature_rows, t
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from legiti_assets import storage
-from legiti_assets.definitions import ASSETS
+from legiti_assets.assets import ASSETS
 from legiti_assets.update import update
 from legiti_assets_tests.helpers import (
     FEATURE_STORE,
@@ -160,7 +160,8 @@ import os, signal, sys, threading, time
 from pathlib import Path
 import dagster as dg
 from legiti_assets import storage
-from legiti_assets.definitions import ASSETS, build_resources
+from legiti_assets.assets import ASSETS
+from legiti_assets.executor import build_resources
 from legiti_assets.resources import DataDir, SparkResource
 
 data, first, last, step = sys.argv[1:]

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from legiti_assets import jvm_archive
+from legiti_assets import install, jvm_archive
 from legiti_assets.resources import SparkResource
 
 SHARING = "-XX:SharedArchiveFile="
@@ -99,6 +99,6 @@ def test_the_training_run_touches_nothing_of_the_users(tmp_path: Path, monkeypat
 def test_install_goes_on_without_java(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
-    jvm_archive.main([])  # make install's step: no exception
+    install.class_data_archive()  # make install's step: no exception
     assert "no JVM class-data archive (Spark starts without it)" in capsys.readouterr().err
     assert not list((tmp_path / "legiti-assets").glob("*.jsa"))

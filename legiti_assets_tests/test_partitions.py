@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from legiti_assets import storage
-from legiti_assets.definitions import ASSETS
+from legiti_assets.assets import ASSETS
 from legiti_assets_tests.helpers import (
     FEATURE_STORE,
     feature_rows,

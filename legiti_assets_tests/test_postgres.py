@@ -17,10 +17,10 @@ import pytest
 
 from legiti_assets.automation import SETTLE_SECONDS, landing_sensor
 from legiti_assets.definitions import definitions, defs
-from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS, UPDATE
+from legiti_assets.executor import QUIET
+from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS
 from legiti_assets.resources import DataDir
-from legiti_assets.run import QUIET
-from legiti_assets.update import UPDATE_TAG
+from legiti_assets.update import UPDATE, UPDATE_TAG
 from legiti_assets_tests.helpers import SAMPLE, feature_rows, resources_for, t
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_main_job_and_sensor_on_postgres(tmp_path, monkeypatch, postgres_url) ->
             resources={"data_dir": DataDir(path=str(data))},
             repository_def=defs.get_repository_def(),
         )
-        tick = landing_sensor.evaluate_tick(context)
+        tick = landing_sensor().evaluate_tick(context)
         assert len(tick.run_requests or []) == 1
         job = definitions(resources_for(data)).resolve_job_def(UPDATE)
         result = job.execute_in_process(

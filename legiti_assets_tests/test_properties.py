@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from legiti_assets.assets import ASSETS
 from legiti_assets.catalog import SPECS
-from legiti_assets.definitions import ASSETS
 from legiti_assets.engine import compute_states
 from legiti_assets.pit_join import point_in_time_join
 from legiti_assets_tests import reference

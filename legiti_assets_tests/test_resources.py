@@ -10,7 +10,7 @@ BACKGROUND = """
 from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 from legiti_assets.resources import SparkResource
-from legiti_assets.run import stop_spark
+from legiti_assets.executor import stop_spark
 ahead, runs = SparkResource(master="local[1]"), SparkResource(master="local[1]")
 thread = ahead.start_in_background()
 asked = runs.spark_session

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from legiti_assets import get_historical_features, storage
+from legiti_assets.assets import ASSETS
 from legiti_assets.catalog import SPECS
-from legiti_assets.definitions import ASSETS
 from legiti_assets.engine import TIMESTAMP, feature_set_spec
 from legiti_assets.layout import feature_set_table
 from legiti_assets.pit_join import covered_until, snapshot

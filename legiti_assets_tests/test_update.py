@@ -20,16 +20,19 @@ from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.engine import TIMESTAMP
 from legiti_assets.landing import LandingFileError
-from legiti_assets.online_store import open_online_store
+from legiti_assets.online import open_online_store
 from legiti_assets.resources import DataDir, OnlineStoreResource
 from legiti_assets.update import UPDATE_TAG, update
 from legiti_assets_tests.helpers import (
     SAMPLE,
     dataset_rows,
+    feature_assets,
     feature_rows,
+    raw_assets,
     read_frame,
     read_table,
     resources_for,
+    run_assets,
 )
 from legiti_assets_tests.sample import AWESOME_DATASET
 from legiti_assets_tests.test_online_store import REDIS_URL, needs_redis
@@ -177,8 +180,8 @@ def test_a_key_goes_back_to_its_earlier_state(backend, sample_dir, spark) -> Non
     resources = resources_for(sample_dir, REDIS_URL if backend == "redis" else None)
     if backend == "redis":
         # the copied store's online tables are SQLite: fill this Redis from the history
-        online = [n for n in run.FEATURE_RUN if n.endswith("_online")]
-        run.materialize_selection(online, instance, resources, run.range_tags(START, END))
+        online = [n for n in feature_assets() if n.endswith("_online")]
+        run_assets(online, instance, resources, START, END)
     landing = sample_dir / "order_events" / "input.csv"
     sample = SAMPLE.read_text().splitlines(keepends=True)
     landing.write_text("".join(line for line in sample if line[:2] not in ("h,", "i,")))
@@ -296,15 +299,15 @@ def test_any_sequence_of_changes_converges(spark, tmp_path_factory, initial, ste
         for name, rows in files.items():
             (landing / name).write_text(_file(rows))
         first = BASE.date() + dt.timedelta(days=offset)
-        tags = run.range_tags(first, first + dt.timedelta(days=length))
+        last = first + dt.timedelta(days=length)
         if then == "update":
             update(instance, resources)
         elif then == "raw":
-            run.materialize_selection(run.RAW_RUN, instance, resources, tags)
+            run_assets(raw_assets(), instance, resources, first, last)
         elif then == "features":
-            run.materialize_selection(run.FEATURE_RUN, instance, resources, tags)
+            run_assets(feature_assets(), instance, resources, first, last)
         elif then == "features_only":
-            run.materialize_selection(list(SPECS), instance, resources, tags)
+            run_assets(list(SPECS), instance, resources, first, last)
     update(instance, resources)
     assert _stores(data_dir) == _from_scratch(data_dir, tmp, instance)
     _online_matches(data_dir, spark)
@@ -384,10 +387,10 @@ def test_update_completes_what_partial_runs_left(sample_dir, spark, tmp_path) ->
         HEADER + "j,2020-07-17 09:00:00,y,\n"
     )
     for selection, day in (
-        (run.RAW_RUN, dt.date(2020, 7, 17)),
+        (raw_assets(), dt.date(2020, 7, 17)),
         (list(SPECS), dt.date(2020, 7, 18)),
     ):
-        run.materialize_selection(selection, instance, resources, run.range_tags(day, day))
+        run_assets(selection, instance, resources, day, day)
     report = update(instance, resources)
     assert report.lines()[1:-1] == [
         "order_events: ingested none",

@@ -17,10 +17,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
-from legiti_assets.catalog import ONLINE_TABLES, SPECS
+from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import pin, read_days
-from legiti_assets.online_store import FLOAT, FeatureSetTable, OnlineStore, Row
+from legiti_assets.online import FLOAT, FeatureSetTable, OnlineStore, Row
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
@@ -114,7 +114,7 @@ def mirror_days(
 
 def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"{spec.name}_online",
+        name=online_name(spec.name),
         description=f"Latest {spec.name} state of each {spec.entity}, for low-latency reads.",
         group_name="online_store",
         kinds={"spark", "sqlite", "redis"},
@@ -169,7 +169,7 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
 
 def freshness_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=f"{spec.name}_online",
+        asset=online_name(spec.name),
         name="fresh",
         description="The online store holds the newest state of the historical store.",
     )
@@ -254,7 +254,7 @@ def mismatches(
 
 def consistency_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=f"{spec.name}_online",
+        asset=online_name(spec.name),
         name="online_matches_historical",
         description="Each key's online state is its latest row in the historical store, and "
         f"a key without rows has none (every key up to {SAMPLE_KEYS:,}, a fixed sample beyond).",
