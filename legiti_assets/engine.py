@@ -112,6 +112,7 @@ class FeatureSetSpec:
     source: str
     query: str | None
     aggregates: tuple[Aggregate, ...]
+    fresh_by: dt.time | None = None
 
     @property
     def lookback_days(self) -> int:
@@ -264,7 +265,21 @@ def feature_set_spec(entry: FeatureSetSource) -> FeatureSetSpec:
         source=entry.source,
         query=entry.query,
         aggregates=tuple(aggregates),
+        fresh_by=_fresh_by(entry),
     )
+
+
+def _fresh_by(entry: FeatureSetSource) -> dt.time | None:
+    fresh_by = entry.fresh_by
+    if fresh_by is not None and (
+        fresh_by.tzinfo or fresh_by.second or fresh_by.microsecond or fresh_by == dt.time(0)
+    ):
+        raise DeclarationError(
+            f"feature set {entry.name}: fresh_by={fresh_by} is not a UTC time of day after "
+            "00:00 in whole minutes (day D's states exist from 00:00 of D), e.g. "
+            "datetime.time(1, 0)"
+        )
+    return fresh_by
 
 
 def with_query(events: DataFrame, spec: FeatureSetSpec) -> DataFrame:

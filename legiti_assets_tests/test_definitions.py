@@ -1,9 +1,22 @@
 """The definitions load and describe themselves the way the UI shows them."""
 
-import dagster as dg
+import datetime as dt
+import subprocess
+import sys
+from dataclasses import replace
 
-from legiti_assets.definitions import defs
+import dagster as dg
+import pytest
+
+from legiti_assets.assets.feature_store import freshness_policy
+from legiti_assets.definitions import definitions, defs
+from legiti_assets.engine import DeclarationError, feature_set_spec
+from legiti_assets.executor import build_resources
+from legiti_assets.feature_sets import FEATURE_SETS
 from legiti_assets.partitions import daily_partitions
+from legiti_assets.resources import DataDir, SparkResource
+from legiti_assets.settings import SENSOR_INTERVAL_ENV, Settings
+from legiti_assets_tests.imports import cycles, import_graph
 
 ASSET_GROUPS = {
     "order_events": "raw",
@@ -62,3 +75,59 @@ def test_checks_sit_on_every_asset() -> None:
     graph = defs.resolve_asset_graph()
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
     assert checked == set(ASSET_GROUPS)
+
+
+def test_definitions_is_the_top_and_the_package_has_no_import_cycle() -> None:
+    graph = import_graph()
+    assert "legiti_assets.definitions" in graph and "legiti_assets.planner" in graph
+    assert [m for m, targets in graph.items() if "legiti_assets.definitions" in targets] == []
+    assert cycles(graph) == []
+    # imports inside functions count (the root package imports retrieval in one), and so does
+    # the package `__init__` that importing one of its modules runs
+    assert "legiti_assets.retrieval" in graph["legiti_assets"]
+    assert "legiti_assets.assets" in graph["legiti_assets.jobs"]
+    assert cycles({**graph, "legiti_assets.records": {"legiti_assets.planner"}}) == [
+        ["legiti_assets.planner", "legiti_assets.records"]
+    ]
+
+
+def test_the_planner_needs_neither_spark_nor_dagster() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, legiti_assets.planner; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "legiti_assets.planner" in loaded
+    assert not [m for m in loaded if m.split(".")[0] in ("pyspark", "dagster", "py4j")]
+
+
+def test_the_sensor_interval_is_a_setting() -> None:
+    assert Settings.from_env({}).sensor_interval_seconds == 30
+    settings = Settings.from_env({SENSOR_INTERVAL_ENV: "120"})
+    built = definitions(build_resources(DataDir(), SparkResource()), settings)
+    (sensor,) = built.sensors or []
+    assert sensor.name == "landing_sensor" and sensor.minimum_interval_seconds == 120
+    with pytest.raises(ValueError, match=f"{SENSOR_INTERVAL_ENV}='0'"):
+        Settings.from_env({SENSOR_INTERVAL_ENV: "0"})
+
+
+def test_feature_sets_declare_when_their_newest_day_must_exist() -> None:
+    nodes = _specs()
+    for name, node in nodes.items():
+        if ASSET_GROUPS[name] == "feature_store":
+            # day D between 00:00 and 01:00 UTC, the registry's default
+            assert node.freshness_policy == dg.FreshnessPolicy.cron(
+                deadline_cron="0 1 * * *", lower_bound_delta=dt.timedelta(hours=1)
+            )
+        else:
+            assert node.freshness_policy is None, name
+    assert freshness_policy(dt.time(6, 30)) == dg.FreshnessPolicy.cron(
+        "30 6 * * *", lower_bound_delta=dt.timedelta(hours=6, minutes=30)
+    )
+    assert freshness_policy(None) is None
+    entry = FEATURE_SETS[0]
+    for bad in (dt.time(0, 0), dt.time(1, 0, 30), dt.time(1, 0, tzinfo=dt.UTC)):
+        with pytest.raises(DeclarationError, match=f"feature set {entry.name}: fresh_by="):
+            feature_set_spec(replace(entry, fresh_by=bad))
+    assert feature_set_spec(replace(entry, fresh_by=None)).fresh_by is None

@@ -94,6 +94,18 @@ def _describe_aggregates(spec: FeatureSetSpec) -> str:
     return f"functions {', '.join(functions)} over windows of {windows}"
 
 
+def freshness_policy(fresh_by: dt.time | None) -> dg.FreshnessPolicy | None:
+    """Day D's states exist by `fresh_by` (UTC): a materialization between 00:00 and then.
+    Dagster evaluates it per asset, not per partition (its last materialization's time)."""
+    if fresh_by is None:
+        return None
+    return dg.FreshnessPolicy.cron(
+        deadline_cron=f"{fresh_by.minute} {fresh_by.hour} * * *",
+        lower_bound_delta=dt.timedelta(hours=fresh_by.hour, minutes=fresh_by.minute),
+        timezone="UTC",
+    )
+
+
 def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     """A daily asset computing `spec` from the events of its source asset."""
     # a partition reads its source's partitions by day, so both must be dated alike
@@ -115,6 +127,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         # a changed declaration or query shows the asset stale in the UI
         code_version=spec.version,
+        freshness_policy=freshness_policy(spec.fresh_by),
         ins={"events": dg.AssetIn(spec.source, partition_mapping=lookback(spec.lookback_days))},
         io_manager_key="delta_io_manager",
         metadata={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,11 +17,16 @@ class FeatureSetSource:
     `query` is Spark SQL over the source, the table named after the asset
     (`select *, ... from chargeback_events`); it may derive columns and filter rows, row by
     row, and must keep the feature set's key and timestamp columns.
+
+    `fresh_by` is the UTC time of day by which day D's states must exist (computed after 00:00
+    of D); the UI shows the feature set failing its freshness policy once it is missed. None:
+    no deadline.
     """
 
     feature_set: AggregatedFeatureSet
     source: str
     query: str | None = None
+    fresh_by: dt.time | None = dt.time(1, 0)
 
     @property
     def name(self) -> str:
