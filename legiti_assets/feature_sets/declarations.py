@@ -19,8 +19,8 @@ class FeatureSetSource:
     row, and must keep the feature set's key and timestamp columns.
 
     `fresh_by` is the UTC time of day by which day D's states must exist (computed after 00:00
-    of D); the UI shows the feature set failing its freshness policy once it is missed. None:
-    no deadline.
+    of D); the UI shows the feature set failing its freshness policy once it is missed. The
+    daily run starts at 00:05, so a deadline must leave it time. None: no deadline.
     """
 
     feature_set: AggregatedFeatureSet
