@@ -105,6 +105,13 @@ def sample_env(tmp: Path, **extra: str) -> dict[str, str]:
     return {**env, "LEGITI_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home), **extra}
 
 
+def init_instance(env: Mapping[str, str]) -> None:
+    """Create the Dagster instance's storage under env's DAGSTER_HOME before a daemon and a
+    webserver start: both creating it at once can leave its schema with two heads."""
+    code = "import dagster as dg; dg.DagsterInstance.get().get_runs(limit=1)"
+    subprocess.run([sys.executable, "-c", code], env=dict(env), check=True, capture_output=True)
+
+
 def materialize_sample(env: Mapping[str, str], log: Path, timeout: float = 1200) -> None:
     """The main job (`make awesome-dataset`) on the sample, in a subprocess using `env`."""
     cmd = [sys.executable, "-m", "legiti_assets.run", "--start", SAMPLE_START, "--end", SAMPLE_END]

@@ -21,6 +21,7 @@ from playwright.sync_api import Page, expect
 from legiti_assets_tests.cluster.processes import (
     REPO,
     free_port,
+    init_instance,
     sample_env,
     start,
     stop,
@@ -57,6 +58,7 @@ def freshness_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         "      module_name: legiti_assets_tests.ui.minute_freshness\n"
         f"      working_directory: {REPO}\n"
     )
+    init_instance(env)
     bin_dir = Path(sys.executable).parent
     port = free_port()
     daemon = start(
