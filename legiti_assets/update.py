@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from legiti_assets import observe, planner
+from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.executor import (
     QUIET,
     RunFailed,
@@ -158,8 +159,9 @@ def update(instance: dg.DagsterInstance, resources: Mapping[str, object]) -> Upd
 
 
 @dg.op(
+    pool=WRITER_POOL,
     description="Bring every output up to date with the landing: ingest the changed days, "
-    "recompute the feature-set days they reach, mirror them online, rebuild the training sets."
+    "recompute the feature-set days they reach, mirror them online, rebuild the training sets.",
 )
 def update_store(
     context: dg.OpExecutionContext,

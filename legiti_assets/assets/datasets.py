@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from legiti_assets import changes, checks, layout
 from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
+from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
 from legiti_assets.io_managers import INPUT_TABLES, TABLE, pin
@@ -60,6 +61,7 @@ def training_set_asset(
     schema = training_set_schema(training_set, specs)
 
     @dg.asset(
+        pool=WRITER_POOL,
         name=name,
         description=training_set.description,
         group_name="datasets",

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from legiti_assets import changes, checks, layout, storage
 from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import SPECS
+from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
 from legiti_assets.io_managers import (
     PARTITION_EXPR,
@@ -118,6 +119,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     descriptions = _check_descriptions(spec)
 
     @dg.asset(
+        pool=WRITER_POOL,
         name=spec.name,
         description=f"{spec.description} Entity {spec.entity}, key {spec.key}, "
         f"{_describe_aggregates(spec)}.",

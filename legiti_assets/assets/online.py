@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
 from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
+from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import pin, read_days
 from legiti_assets.online import FLOAT, FeatureSetTable, OnlineStore, Row
@@ -114,6 +115,7 @@ def mirror_days(
 
 def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     @dg.asset(
+        pool=WRITER_POOL,
         name=online_name(spec.name),
         description=f"Latest {spec.name} state of each {spec.entity}, for low-latency reads.",
         group_name="online_store",

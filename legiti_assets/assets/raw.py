@@ -7,6 +7,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from legiti_assets import changes, checks, layout
+from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.io_managers import FINGERPRINTED, PARTITION_EXPR, TABLE
 from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
 from legiti_assets.partitions import (
@@ -96,6 +97,7 @@ def raw_events(events: DataFrame) -> dict[str, DataFrame]:
 with beta_parameters():
 
     @dg.multi_asset(
+        pool=WRITER_POOL,
         outs={
             "order_events": _event_asset(
                 "order_events",
