@@ -15,6 +15,8 @@ import sys
 import time
 from types import FrameType
 
+import dagster as dg
+
 from legiti_assets.partitions import RANGE_RUN_ENV
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", default="workspace.yaml")
     parser.add_argument("--grace", type=float, default=20.0, help="seconds to stop cleanly")
     args = parser.parse_args(argv)
+    # the webserver, the daemon and the code server each open the instance at once: on a fresh
+    # $DAGSTER_HOME they would all create its storage, and may leave its schema with two heads
+    if os.environ.get("DAGSTER_HOME"):  # without it, `dagster dev` uses a temporary one
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
     command = [
         *(sys.executable, "-m", "dagster", "dev"),
         *("-h", args.host, "-p", str(args.port), "-w", args.workspace),
