@@ -8,10 +8,8 @@ take minutes, so plain `make test` skips them.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from legiti_assets_tests.cluster.processes import (
     stop,
     wait_until,
 )
+from legiti_assets_tests.ui.servers import locations_loaded
 
 ENABLED = os.environ.get("LEGITI_UI_TESTS") == "1"
 CHROMIUM = os.environ.get("LEGITI_CHROMIUM", "/usr/bin/chromium")
@@ -39,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,17 +46,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if not ENABLED and here in item.path.parents:
             item.add_marker(skip)
-
-
-def _locations_loaded(url: str) -> bool:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": LOCATIONS_QUERY}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
-    return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +60,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start(cmd, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _locations_loaded(url), 180, "dagster-webserver", server, log)
+        wait_until(lambda: locations_loaded(url), 180, "dagster-webserver", server, log)
         yield url
     finally:
         stop(server)

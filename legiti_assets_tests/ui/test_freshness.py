@@ -7,12 +7,8 @@ Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/freshness-*.p
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -20,14 +16,9 @@ from playwright.sync_api import Page, expect
 
 from legiti_assets_tests.cluster.processes import (
     REPO,
-    free_port,
-    init_instance,
     sample_env,
-    start,
-    stop,
-    wait_until,
 )
-from legiti_assets_tests.ui.conftest import _locations_loaded
+from legiti_assets_tests.ui.servers import daemon_and_webserver, graphql
 from legiti_assets_tests.ui.test_ui import _screenshot
 
 pytestmark = pytest.mark.timeout(900)
@@ -36,13 +27,7 @@ STATUS_QUERY = "{ assetNodes { assetKey { path } freshnessStatusInfo { freshness
 
 
 def _status(url: str, asset: str) -> str | None:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": STATUS_QUERY}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        nodes = json.load(response)["data"]["assetNodes"]
+    nodes = graphql(url, STATUS_QUERY)["assetNodes"]
     (node,) = [n for n in nodes if n["assetKey"]["path"] == [asset]]
     return (node["freshnessStatusInfo"] or {}).get("freshnessStatus")
 
@@ -58,21 +43,8 @@ def freshness_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         "      module_name: legiti_assets_tests.ui.minute_freshness\n"
         f"      working_directory: {REPO}\n"
     )
-    init_instance(env)
-    bin_dir = Path(sys.executable).parent
-    port = free_port()
-    daemon = start(
-        [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)], env, tmp / "d.log"
-    )
-    webserver = [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
-    server = start([*webserver, "-w", str(workspace)], env, tmp / "w.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _locations_loaded(url), 180, "dagster-webserver", server, tmp / "w.log")
+    with daemon_and_webserver(env, workspace, tmp) as url:
         yield url, env
-    finally:
-        stop(server)
-        stop(daemon)
 
 
 def test_a_missed_deadline_shows_in_the_ui(freshness_ui, page: Page, monkeypatch) -> None:

@@ -8,27 +8,18 @@ Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/backfill-queu
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from legiti_assets_tests.cluster.processes import (
     REPO,
-    free_port,
-    init_instance,
     sample_env,
-    start,
-    stop,
-    wait_until,
 )
-from legiti_assets_tests.ui.conftest import _locations_loaded
+from legiti_assets_tests.ui.servers import daemon_and_webserver, graphql
 from legiti_assets_tests.ui.test_ui import _screenshot
 
 pytestmark = pytest.mark.timeout(1500)
@@ -40,20 +31,8 @@ BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill
   ... on UnauthorizedError { message } } }"""
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        found = json.load(response)
-    assert "errors" not in found, found
-    return found["data"]
-
-
 def _runs(url: str, **run_filter: object) -> list[dict]:
-    return _graphql(url, RUNS, {"filter": run_filter})["runsOrError"]["results"]
+    return graphql(url, RUNS, {"filter": run_filter})["runsOrError"]["results"]
 
 
 def _wait(what: str, ready, timeout: float) -> object:
@@ -71,20 +50,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make dev` on a copy of the sample (not yet built): the daemon and the webserver."""
     tmp = tmp_path_factory.mktemp("writers")
     env = sample_env(tmp, LEGITI_SENSOR_INTERVAL_SECONDS="5")
-    init_instance(env)
-    bin_dir = Path(sys.executable).parent
-    workspace = str(REPO / "workspace.yaml")
-    daemon = start([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], env, tmp / "d.log")
-    port = free_port()
-    webserver = [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
-    server = start([*webserver, "-w", workspace], env, tmp / "w.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _locations_loaded(url), 180, "dagster-webserver", server, tmp / "w.log")
+    with daemon_and_webserver(env, REPO / "workspace.yaml", tmp) as url:
         yield url
-    finally:
-        stop(server)
-        stop(daemon)
 
 
 def test_a_ui_backfill_waits_for_the_update_that_runs(dagster_dev: str, page: Page) -> None:
@@ -95,7 +62,7 @@ def test_a_ui_backfill_waits_for_the_update_that_runs(dagster_dev: str, page: Pa
         lambda: _runs(url, pipelineName="update", statuses=["STARTED"]),
         240,
     )
-    launched = _graphql(
+    launched = graphql(
         url,
         BACKFILL,
         {
