@@ -1,11 +1,11 @@
 """Runs a plan (`legiti_assets.planner`) through Dagster, one run per step: in this process and
-its one Spark session (`execute`: `make awesome-dataset`, `make update`), or as the daily
+its one Spark session (`run_step`: `make awesome-dataset`, `make update`), or as the daily
 schedule's run requests (`run_requests`), which the daemon launches. Each run is a run of the
 asset job that holds its assets, over the step's range of days, and carries the step's reasons
 as a tag.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import dagster as dg
@@ -105,17 +105,6 @@ def run_step(
     return StepResult(step=step, run_id=result.run_id, metadata=metadata)
 
 
-def execute(
-    steps: Iterable[Step],
-    instance: dg.DagsterInstance,
-    resources: Mapping[str, object],
-    tags: Mapping[str, str] | None = None,
-) -> Iterator[StepResult]:
-    """Run the steps in order, each once the one before has succeeded."""
-    for step in steps:
-        yield run_step(step, instance, resources, tags)
-
-
 def run_requests(steps: Iterable[Step], day: str) -> list[dg.RunRequest]:
     """The steps as the daily schedule's run requests (runs of `compute_features`). The
     training sets ride with the step before them: a day is one run, as it shows in the UI,
@@ -127,10 +116,9 @@ def run_requests(steps: Iterable[Step], day: str) -> list[dg.RunRequest]:
             raise ValueError(f"the daily schedule runs {COMPUTE_FEATURES}, not {step.assets}")
         if step.first is None and merged:
             last = merged[-1]
-            step = replace(
+            merged[-1] = replace(
                 last, assets=last.assets + step.assets, reasons=last.reasons + step.reasons
             )
-            merged[-1] = step
         else:
             merged.append(step)
     return [

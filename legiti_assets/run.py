@@ -23,7 +23,7 @@ from legiti_assets.executor import (
     RunFailed,
     StepResult,
     build_resources,
-    execute,
+    run_step,
     start_spark,
     stop_spark,
 )
@@ -68,7 +68,8 @@ def materialize(
         observe.declarations(), start, end, first_order_day(data_dir.landing_dir)
     )
     results = []
-    for result in execute(plan.steps, instance, resources):
+    for step in plan.steps:
+        result = run_step(step, instance, resources)
         results.append(result)
         for name, metadata in result.metadata.items():
             for key, unit in (

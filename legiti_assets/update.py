@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from legiti_assets import observe, planner
+from legiti_assets.catalog import online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.executor import (
     QUIET,
     RunFailed,
     StepResult,
     build_resources,
-    execute,
+    run_step,
     start_spark,
     stop_spark,
 )
@@ -34,7 +35,6 @@ from legiti_assets.records import describe
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 UPDATE = "update"
-
 UPDATE_TAG = "legiti/update"
 
 
@@ -52,7 +52,6 @@ class UpdateReport:
     online: dict[str, dict[str, object]] = field(default_factory=dict)
     training_sets: dict[str, object] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
-    online_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -68,11 +67,11 @@ class UpdateReport:
         for name, days in self.recomputed.items():
             lines.append(f"{name}: recomputed {describe(days)}")
             if self.mirrored.get(name):
-                lines.append(f"{name}_online: mirrored again {describe(self.mirrored[name])}")
+                lines.append(f"{online_name(name)}: mirrored again {describe(self.mirrored[name])}")
             online = self.online.get(name)
             if online:
                 lines.append(
-                    f"{name}_online: {online['states_applied']} states written, "
+                    f"{online_name(name)}: {online['states_applied']} states written, "
                     f"{online['keys_reconciled']} keys reconciled "
                     f"({online['keys_restored']} back to an earlier state, "
                     f"{online['keys_removed']} removed)"
@@ -109,11 +108,12 @@ ONLINE_COUNTERS = (
 
 def _add_results(report: UpdateReport, result: StepResult) -> None:
     report.run_ids.append(result.run_id)
-    for name, online in report.online_names.items():
-        if online in result.metadata:
+    for name in report.recomputed:
+        metadata = result.metadata.get(online_name(name))
+        if metadata is not None:
             merged = report.online.setdefault(name, {})
             for key in ONLINE_COUNTERS:
-                merged[key] = int(merged.get(key, 0)) + int(result.metadata[online][key])  # type: ignore[call-overload]
+                merged[key] = int(merged.get(key, 0)) + int(metadata[key])  # type: ignore[call-overload]
     if result.step.first is None:
         for name in result.step.assets:
             report.training_sets[name] = result.metadata.get(name, {}).get("dagster/row_count")
@@ -145,7 +145,6 @@ def update(instance: dg.DagsterInstance, resources: Mapping[str, object]) -> Upd
             ingested=dict(plan.ingest),
             recomputed=dict(plan.compute),
             mirrored=dict(plan.mirror),
-            online_names={n: f.online for n, f in declared.feature_sets.items()},
         )
         for step in plan.steps:
             if job_for(step.assets) != INGEST_EVENTS:
@@ -153,8 +152,7 @@ def update(instance: dg.DagsterInstance, resources: Mapping[str, object]) -> Upd
             tags = {UPDATE_TAG: report.update_id}
             if step is plan.steps[-1] and step.first is None:
                 tags.update(report.tags())
-            for result in execute([step], instance, resources, tags):
-                _add_results(report, result)
+            _add_results(report, run_step(step, instance, resources, tags))
     return report
 
 
