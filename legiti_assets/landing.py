@@ -26,6 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from legiti_assets.locations import location, uri
+from legiti_assets.settings import FIRST_DAY_ENV
 
 REQUIRED_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 TIMESTAMP_COLUMNS = ("order_timestamp", "chargeback_timestamp")
@@ -146,17 +147,21 @@ def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
                 F.when(
                     raw.isNotNull() & bad_format,
                     F.concat(F.lit("'"), shown, F.lit("' is not a UTC 'YYYY-MM-DD HH:MM:SS'")),
-                ).when(
-                    raw.isNotNull()
-                    & (
-                        (F.to_date(parsed) < F.lit(first_day))
-                        | (parsed >= F.lit(LAST_DAY_EXCLUSIVE))
-                    ),
+                )
+                .when(
+                    raw.isNotNull() & (F.to_date(parsed) < F.lit(first_day)),
                     F.concat(
                         F.lit("'"),
                         shown,
-                        F.lit(f"' is outside [{first_day}, {LAST_DAY_EXCLUSIVE})"),
+                        F.lit(
+                            f"' is before the first partition, {first_day} (set "
+                            f"{FIRST_DAY_ENV} to the data's first day)"
+                        ),
                     ),
+                )
+                .when(
+                    raw.isNotNull() & (parsed >= F.lit(LAST_DAY_EXCLUSIVE)),
+                    F.concat(F.lit("'"), shown, F.lit(f"' is not before {LAST_DAY_EXCLUSIVE}")),
                 ),
             )
         )

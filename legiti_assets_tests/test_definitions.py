@@ -1,6 +1,7 @@
 """The definitions load and describe themselves the way the UI shows them."""
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,7 +16,7 @@ from legiti_assets.executor import build_resources
 from legiti_assets.feature_sets import FEATURE_SETS
 from legiti_assets.partitions import daily_partitions
 from legiti_assets.resources import DataDir, SparkResource
-from legiti_assets.settings import SENSOR_INTERVAL_ENV, Settings
+from legiti_assets.settings import FIRST_DAY_ENV, SENSOR_INTERVAL_ENV, Settings
 from legiti_assets_tests.imports import cycles, import_graph
 
 ASSET_GROUPS = {
@@ -62,6 +63,32 @@ def test_time_partitioned_assets_share_one_daily_definition() -> None:
         assert nodes[name].partitions_def == daily_partitions
         assert nodes[name].backfill_policy == dg.BackfillPolicy.single_run()
     assert nodes["awesome_dataset"].partitions_def is None
+
+
+def test_partitions_start_at_the_first_day_a_setting_names() -> None:
+    # the sample's first order day, unless the environment names another
+    assert daily_partitions.start.date() == dt.date(2018, 5, 12)
+    assert daily_partitions.get_first_partition_key() == "2018-05-12"
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from legiti_assets.definitions import defs\n"
+            "from legiti_assets.observe import declarations\n"
+            "graph = defs.resolve_asset_graph()\n"
+            "starts = {graph.get(k).partitions_def.get_first_partition_key()\n"
+            "          for k in graph.get_all_asset_keys() if graph.get(k).partitions_def}\n"
+            "print(sorted(starts), declarations().first_day)",
+        ],
+        env={**os.environ, FIRST_DAY_ENV: "2016-02-29"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")[-2]
+    assert shown == "['2016-02-29'] 2016-02-29"
+    for wrong in ("2016-02-30", "20160229", "1969-12-31", "yesterday"):
+        with pytest.raises(ValueError, match=f"{FIRST_DAY_ENV}='{wrong}': expected a day"):
+            Settings.from_env({FIRST_DAY_ENV: wrong})
 
 
 def test_feature_sets_show_entity_key_and_windows() -> None:

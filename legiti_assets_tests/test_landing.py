@@ -102,8 +102,13 @@ BAD_FILES = {
         "chargeback_timestamp",
         "UTC",
     ),
-    "before_first_partition": (HEADER + "a,2009-12-31 23:59:59,x,\n", 2, "order_timestamp", "2010"),
-    "far_future": (HEADER + "a,2150-01-01 00:00:00,x,\n", 2, "order_timestamp", "2100"),
+    "before_first_partition": (
+        HEADER + "a,2009-12-31 23:59:59,x,\n",
+        2,
+        "order_timestamp",
+        "before the first partition, 2010-01-01 (set LEGITI_FIRST_DAY",
+    ),
+    "far_future": (HEADER + "a,2150-01-01 00:00:00,x,\n", 2, "order_timestamp", "not before 2100"),
     "bad_chargeback": (
         HEADER + "a,2020-02-03 10:00:00,x,soon\n",
         2,
