@@ -12,6 +12,7 @@ import dagster as dg
 from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
+from legiti_assets import attribution
 from legiti_assets.assets import ASSET_CHECKS, ASSETS
 from legiti_assets.io_managers import DeltaIOManager
 from legiti_assets.jobs import ASSET_JOBS, COMPUTE_FEATURES, job_for
@@ -83,16 +84,19 @@ def run_step(
     instance: dg.DagsterInstance,
     resources: Mapping[str, object],
     tags: Mapping[str, str] | None = None,
+    parent: dg.DagsterRun | None = None,
 ) -> StepResult:
-    """One run of the step's assets with their checks; raise RunFailed if it fails."""
+    """One run of the step's assets with their checks, attributed to the code location and to
+    what launched `parent` (the run executing it, if any); raise RunFailed if it fails."""
     job = bound(resources).resolve_job_def(job_for(step.assets))
-    result = job.execute_in_process(
-        instance=instance,
+    result = attribution.execute(
+        job,
+        instance,
         tags={**step_tags(step), **(tags or {})},
         partition_key=partition_key(step),
         asset_selection=[dg.AssetKey(asset) for asset in step.assets],
         run_config=QUIET,
-        raise_on_error=False,
+        parent=parent,
     )
     if not result.success:
         raise RunFailed(f"the {job.name} run {result.run_id} of {', '.join(step.assets)} failed")

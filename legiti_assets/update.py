@@ -1,8 +1,9 @@
 """`make update` and the landing sensor's runs: bring every output up to date with the landing
 as it is now, rewriting only what a change affects. It reads the store and the landing
 (`observe`), plans (`planner.plan`: what each step rewrites, and why) and runs the plan
-(`executor`), one run per step; its runs share the tag `legiti/update`, and the last one records
-what the whole update did in its tags.
+(`executor`), one run per step, each attributed to what launched the update; its runs share the
+tag `legiti/update`, and the update's own run records what the whole update did in its tags and
+log.
 """
 
 import argparse
@@ -11,12 +12,12 @@ import datetime as dt
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from legiti_assets import observe, planner
+from legiti_assets import attribution, observe, planner
 from legiti_assets.catalog import online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.executor import (
@@ -36,6 +37,7 @@ from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
 UPDATE = "update"
 UPDATE_TAG = "legiti/update"
+REPORT = "report"  # the update output's metadata entry: its report, one line an item
 
 
 @dataclass
@@ -85,7 +87,7 @@ class UpdateReport:
         return lines
 
     def tags(self) -> dict[str, str]:
-        """The summary recorded on the update's last run."""
+        """The summary recorded on the update's run."""
         return {
             **{f"legiti/ingested/{n}": describe(d) for n, d in self.ingested.items()},
             **{f"legiti/recomputed/{n}": describe(d) for n, d in self.recomputed.items()},
@@ -119,9 +121,18 @@ def _add_results(report: UpdateReport, result: StepResult) -> None:
             report.training_sets[name] = result.metadata.get(name, {}).get("dagster/row_count")
 
 
-def update(instance: dg.DagsterInstance, resources: Mapping[str, object]) -> UpdateReport:
-    """Run the update; raise RunFailed naming the assets of a failed run, LandingFileError
-    naming the file, line and field of an invalid landing."""
+def update(
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, object],
+    *,
+    parent: dg.DagsterRun | None = None,
+    run_resources: Mapping[str, object] | None = None,
+    log: Callable[[str], None] = lambda _line: None,
+) -> UpdateReport:
+    """Run the update, its runs attributed to what launched `parent` (the update's run, if
+    any) and bound to `run_resources` (default: `resources`), telling `log` the plan and each
+    run as it ends; raise RunFailed naming the assets of a failed run, LandingFileError naming
+    the file, line and field of an invalid landing."""
     data_dir, spark, online_store = (
         resources["data_dir"],
         resources["spark"],
@@ -146,13 +157,17 @@ def update(instance: dg.DagsterInstance, resources: Mapping[str, object]) -> Upd
             recomputed=dict(plan.compute),
             mirrored=dict(plan.mirror),
         )
-        for step in plan.steps:
+        log(f"planned {len(plan.steps)} run(s) over a landing of {orders} orders")
+        for number, step in enumerate(plan.steps, 1):
+            log(f"run {number}: {', '.join(step.assets)}: {'; '.join(step.reasons)}")
+        for number, step in enumerate(plan.steps, 1):
             if job_for(step.assets) != INGEST_EVENTS:
                 landing_kept.close()
-            tags = {UPDATE_TAG: report.update_id}
-            if step is plan.steps[-1] and step.first is None:
-                tags.update(report.tags())
-            _add_results(report, run_step(step, instance, resources, tags))
+            result = run_step(
+                step, instance, run_resources or resources, {UPDATE_TAG: report.update_id}, parent
+            )
+            log(f"run {number} of {len(plan.steps)} succeeded: {result.run_id}")
+            _add_results(report, result)
     return report
 
 
@@ -168,20 +183,42 @@ def update_store(
     online_store: OnlineStoreResource,
 ) -> dg.Output[list[str]]:
     try:
-        report = update(context.instance, build_resources(data_dir, spark, online_store))
+        resources = build_resources(data_dir, spark, online_store)
+        report = update(
+            context.instance,
+            resources,
+            parent=context.dagster_run,
+            # the definitions the code location bound, not the run's configured instances: a
+            # run records its job's snapshot, which re-execution compares with the loaded job's
+            run_resources={
+                n: d for n, d in context.job_def.resource_defs.items() if n in resources
+            },
+            log=context.log.info,
+        )
     except (LandingFileError, RunFailed) as error:
         raise dg.Failure(description=str(error)) from error
     lines = report.lines()
     for line in lines:
         context.log.info(line)
+    # on the run a user opens: the Runs page shows and filters its tags
+    context.instance.add_run_tags(context.run_id, report.tags())
     return dg.Output(
         lines,
         metadata={
-            "summary": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines)),
+            REPORT: dg.MetadataValue.md("\n".join(f"- {line}" for line in lines)),
             "runs": len(report.run_ids),
             "run_ids": ", ".join(report.run_ids),
         },
     )
+
+
+def report_lines(events: Iterable[dg.DagsterEvent]) -> list[str]:
+    """The report of an update's run, from its output's metadata among the run's events."""
+    for event in events:
+        if event.is_successful_output and event.step_output_data.metadata.get(REPORT):
+            text = str(event.step_output_data.metadata[REPORT].value)
+            return [line.removeprefix("- ") for line in text.split("\n")]
+    raise ValueError("the run recorded no update report")
 
 
 @dg.job(
@@ -203,10 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(RANGE_RUN_ENV)
     resources = build_resources(DataDir(), SparkResource())
     start_spark(resources)
+    job = dg.Definitions(jobs=[update_job], resources=resources).resolve_job_def(UPDATE)
     with dg.DagsterInstance.get() as instance:
-        result = update_job.execute_in_process(
-            resources=resources, instance=instance, run_config=QUIET, raise_on_error=False
-        )
+        result = attribution.execute(job, instance, run_config=QUIET)
     stop_spark()
     if not result.success:
         failures = [
@@ -216,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             for failure in (e.step_failure_data for e in result.all_events if e.is_step_failure)
         ]
         raise SystemExit("\n".join(failures) or f"the update run {result.run_id} failed")
-    print("\n".join(result.output_for_node("update_store")))
+    print("\n".join(report_lines(result.all_events)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from legiti_assets import attribution
 from legiti_assets.automation import SETTLE_SECONDS, daily_schedule, landing_sensor
 from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.definitions import definitions, defs
@@ -17,7 +18,7 @@ from legiti_assets.executor import QUIET, REASON_TAG
 from legiti_assets.jobs import COMPUTE_FEATURES
 from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
-from legiti_assets.update import UPDATE
+from legiti_assets.update import UPDATE, report_lines
 from legiti_assets_tests.helpers import feature_rows, resources_for, t
 
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
@@ -152,15 +153,16 @@ def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
         "landing changed: 1 file(s) added (later-2020-07-18.csv)"
     )
     assert changed.cursor not in (None, first.cursor)
-    # the run it requests updates exactly the changed days
-    job = definitions(resources_for(sample_dir)).resolve_job_def(UPDATE)
-    result = job.execute_in_process(
-        instance=instance,
-        tags=changed.run_requests[0].tags,  # type: ignore[index]
+    # the run it requests, launched as the daemon launches it, updates exactly the changed days
+    built = definitions(resources_for(sample_dir))
+    result = attribution.execute(
+        built.resolve_job_def(UPDATE),
+        instance,
+        tags={**changed.run_requests[0].tags, "dagster/sensor_name": "landing_sensor"},  # type: ignore[index]
         run_config=QUIET,
     )
     assert result.success
-    lines = result.output_for_node("update_store")
+    lines = report_lines(result.all_events)
     assert lines[1:] == [
         "order_events: ingested 1 day: 2020-07-17",
         "chargeback_events: ingested none",
@@ -175,12 +177,47 @@ def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
         f"3 run(s) tagged legiti/update={lines[0].split()[1][:-1]}",
     ], lines
     assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(sample_dir, "user_orders")
+    _attributed_to_the_sensor(instance, result.dagster_run, built)
     # a removed file is a change too
     drop.unlink()
     removed = _sense(sample_dir, instance, changed.cursor).run_requests or []
     assert [r.tags[REASON_TAG] for r in removed] == [
         "landing changed: 1 file(s) removed (later-2020-07-18.csv)"
     ]
+
+
+def _attributed_to_the_sensor(
+    instance: dg.DagsterInstance, update: dg.DagsterRun, built: dg.Definitions
+) -> None:
+    """The update's run and the runs it executed are the code location's, launched by the
+    sensor; the update's run holds the summary and logged its plan before its runs started."""
+    location = "__repository__@legiti_assets.definitions"  # workspace.yaml's code location
+    assert update.tags["legiti/ingested/order_events"] == "1 day: 2020-07-17"
+    assert update.tags["legiti/recomputed/user_orders"] == "1 day: 2020-07-18"
+    inner = instance.get_runs(dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: update.run_id}))
+    assert sorted(run.job_name for run in inner) == [
+        COMPUTE_FEATURES,
+        COMPUTE_FEATURES,
+        "ingest_events",
+    ]
+    # the job page lists a job's runs by this tag
+    listed = instance.get_runs(dg.RunsFilter(tags={".dagster/repository": location}))
+    assert {run.run_id for run in listed} == {update.run_id, *(run.run_id for run in inner)}
+    for run in [update, *inner]:
+        assert run.tags["dagster/sensor_name"] == "landing_sensor"  # "Launched by"
+        assert run.remote_job_origin is not None
+        assert run.remote_job_origin.job_name == run.job_name
+        # re-executing finds the job at the version the run ran
+        job = built.resolve_job_def(run.job_name)
+        lineage = instance.get_job_snapshot(str(run.job_snapshot_id)).lineage_snapshot
+        ran = lineage.parent_snapshot_id if lineage else run.job_snapshot_id
+        assert ran == job.get_job_snapshot_id(), run.job_name
+    messages = [(entry.timestamp, entry.user_message) for entry in instance.all_logs(update.run_id)]
+    planned = next(when for when, message in messages if message.startswith("planned 3 run(s)"))
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: update.run_id})
+    )
+    assert planned < min(record.start_time or 0 for record in records)
 
 
 def test_the_sensor_waits_while_an_update_runs(sample_dir) -> None:
