@@ -30,9 +30,9 @@ install: .venv/.installed ## create .venv from uv.lock (uv is pip-installed if m
 jvm-archive: install ## rebuild the Spark driver JVM's class-data archive (~40 s; legiti_assets/jvm_archive.py)
 	$(RUN) python -m legiti_assets.install --rebuild-archive
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	@cp dagster.yaml $@
+	@cp deploy/dagster.yaml $@
 
 awesome-dataset: install $(DAGSTER_HOME)/dagster.yaml ## materialize START..END (YYYY-MM-DD) and awesome_dataset
 	$(RUN) python -m legiti_assets.run --start $(START) --end $(END)

@@ -364,7 +364,7 @@ def versus_bare(
         (ours / "order_events").mkdir(parents=True)
         shutil.copy(landing, ours / "order_events" / landing.name)
         home.mkdir()
-        shutil.copy(HERE.parent / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(HERE.parent / "deploy" / "dagster.yaml", home / "dagster.yaml")
         mains.append(
             (
                 _process([sys.executable, "-m", "legiti_assets.run", *days], args, env),
@@ -493,7 +493,7 @@ def bench_size(name: str, args) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     home = root / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(HERE.parent / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(HERE.parent / "deploy" / "dagster.yaml", home / "dagster.yaml")
     tick = time.perf_counter()
     landing = synthetic.write_landing(synthetic.generate(size, args.seed), root)
     result: dict = {"size": name, "orders": size.orders, "users": size.users, "days": size.days}

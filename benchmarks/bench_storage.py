@@ -1,6 +1,6 @@
 """`make bench-storage`: the main job (`make awesome-dataset`, whole process) with the Dagster
-instance in each storage: the pooled SQLite event log of dagster.yaml, Dagster's stock SQLite,
-and PostgreSQL (deploy/dagster-postgres.yaml; the target starts a throwaway server with
+instance in each storage: the pooled SQLite event log of deploy/dagster.yaml, Dagster's stock
+SQLite, and PostgreSQL (deploy/dagster-postgres.yaml; the target starts a throwaway server with
 scripts/with-postgres), on the 9-row sample and on synthetic sizes.
 
     make bench-storage SIZES=sample,1m
@@ -30,7 +30,7 @@ STORAGES = ("pooled SQLite", "stock SQLite", "PostgreSQL")
 def _instance_config(storage: str) -> str:
     if storage == "PostgreSQL":
         return (ROOT / "deploy" / "dagster-postgres.yaml").read_text()
-    config = (ROOT / "dagster.yaml").read_text()
+    config = (ROOT / "deploy" / "dagster.yaml").read_text()
     if storage == "stock SQLite":
         head, tail = config.split("event_log_storage:", 1)
         config = head + "\n".join(tail.split("\n")[3:])  # the block's three lines

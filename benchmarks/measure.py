@@ -128,7 +128,8 @@ def fresh_data_dir(data_dir: Path, landing) -> dict[str, str]:
     synthetic.write_landing(landing, data_dir)
     home = data_dir / ".dagster_home"
     home.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    config = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+    shutil.copy(config, home / "dagster.yaml")
     return {
         **os.environ,
         "LEGITI_DATA_DIR": str(data_dir),

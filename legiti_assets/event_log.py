@@ -10,9 +10,9 @@ daemon and `dagster asset materialize` can share a DAGSTER_HOME with or without 
 
 It subclasses Dagster's internals (`dagster._core`): nothing public offers this. This module is
 the only place that touches them, and it refuses to load on a Dagster version it was not
-verified with. The supported path needs none of it: remove `event_log_storage` from dagster.yaml
-for the stock SQLite storage, or use PostgreSQL (`storage: postgres:`, dagster-postgres), which
-keeps its connections pooled itself (README, "Dagster storage").
+verified with. The supported path needs none of it: remove `event_log_storage` from
+deploy/dagster.yaml for the stock SQLite storage, or use PostgreSQL (`storage: postgres:`,
+dagster-postgres), which keeps its connections pooled itself (README, "Dagster storage").
 """
 
 import os
@@ -29,9 +29,10 @@ import sqlalchemy as db
 VERIFIED_DAGSTER_VERSIONS = ("1.13.27",)
 if dg.__version__ not in VERIFIED_DAGSTER_VERSIONS:
     raise ImportError(
-        f"legiti_assets.event_log (the pooled SQLite event log in dagster.yaml) was verified with "
-        f"Dagster {', '.join(VERIFIED_DAGSTER_VERSIONS)}, not {dg.__version__}: it subclasses "
-        "Dagster internals. Remove the event_log_storage block from $DAGSTER_HOME/dagster.yaml "
+        "legiti_assets.event_log (the pooled SQLite event log of deploy/dagster.yaml) was "
+        f"verified with Dagster {', '.join(VERIFIED_DAGSTER_VERSIONS)}, not {dg.__version__}: "
+        "it subclasses Dagster internals. Remove the event_log_storage block from "
+        "$DAGSTER_HOME/dagster.yaml "
         "(stock SQLite storage) or use PostgreSQL storage, then check the new version's "
         "SqliteEventLogStorage before adding it to VERIFIED_DAGSTER_VERSIONS."
     )
@@ -85,7 +86,8 @@ class _RunLogWatchdog(SqliteEventLogStorageWatchdog):
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with an engine per database file kept between statements.
 
-    Configured in dagster.yaml; `base_dir` defaults to Dagster's own `$DAGSTER_HOME/history/runs`.
+    Configured in deploy/dagster.yaml; `base_dir` defaults to Dagster's own
+    `$DAGSTER_HOME/history/runs`.
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):

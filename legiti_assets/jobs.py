@@ -5,8 +5,8 @@
 - `compute_features`: the feature sets' daily states for a day or a range, mirrored into the online
   store, and the training sets rebuilt from them.
 
-Every run of these writes the store, so runs carry `WRITER_TAG`: dagster.yaml lets the run queue
-start one of them at a time, so a queued run reads what the previous one wrote.
+Every run of these writes the store, so runs carry `WRITER_TAG`: deploy/dagster.yaml lets the run
+queue start one of them at a time, so a queued run reads what the previous one wrote.
 """
 
 from collections.abc import Iterable

@@ -105,7 +105,10 @@ def build(config: dict[str, str], orders: int = TRAINING_ORDERS, days: int = TRA
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             (work / "home").mkdir()
-            shutil.copy(Path(__file__).parents[1] / "dagster.yaml", work / "home" / "dagster.yaml")
+            shutil.copy(
+                Path(__file__).parents[1] / "deploy" / "dagster.yaml",
+                work / "home" / "dagster.yaml",
+            )
             script = work / "train.py"
             script.write_text(TRAINING_SCRIPT)
             # the training run touches nothing of the user's: no configured online store,

@@ -80,7 +80,7 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(tmp_path, monkeypatc
     (data / "order_events").mkdir(parents=True)
     shutil.copy(SAMPLE, data / "order_events" / "input.csv")
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # where the pooled event log finds its files
     env = {
         **os.environ,

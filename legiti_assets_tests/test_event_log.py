@@ -30,7 +30,7 @@ def daily(context: dg.AssetExecutionContext):
 
 def _instance(home: Path, pooled: bool) -> dg.DagsterInstance:
     home.mkdir()
-    config = (REPO / "dagster.yaml").read_text()
+    config = (REPO / "deploy" / "dagster.yaml").read_text()
     if not pooled:
         config = config.split("event_log_storage:")[0]
     (home / "dagster.yaml").write_text(config)

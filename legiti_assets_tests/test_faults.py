@@ -105,7 +105,7 @@ def _dagster(data_dir: Path, home: Path, *args: str) -> subprocess.Popen:
         # a DAGSTER_HOME as make prepares it; created before any run, as Dagster's migrations
         # of a new home are not safe against two processes at once
         home.mkdir()
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
         subprocess.run(
             [sys.executable, "-m", "dagster", "instance", "migrate"],
             env=env,

@@ -100,7 +100,7 @@ def sample_env(tmp: Path, **extra: str) -> dict[str, str]:
     (data_dir / "order_events").mkdir(parents=True)
     shutil.copy(SAMPLE, data_dir / "order_events" / "input.csv")
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEGITI_", "SPARK_"))}
     return {**env, "LEGITI_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home), **extra}
 

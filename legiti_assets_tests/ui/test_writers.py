@@ -1,7 +1,7 @@
 """Writers never overlap, whoever launches them: a backfill launched as the UI launches it (the
 `launchPartitionBackfill` mutation) while the landing sensor's update runs waits in the queue,
 and starts once the update has finished. Dagster's daemon and webserver over the repository's
-workspace and dagster.yaml, on a copy of the sample.
+workspace and deploy/dagster.yaml, on a copy of the sample.
 
 Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/backfill-queued.png.
 """
