@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -149,3 +151,44 @@ def test_refuses_a_dagster_version_it_was_not_verified_with() -> None:
     assert "ImportError: legiti_assets.event_log" in done.stderr
     assert "verified with Dagster 1.13.27, not 1.99.0" in done.stderr
     assert "Remove the event_log_storage block" in done.stderr
+
+
+def test_a_running_runs_events_reach_a_watcher_as_they_are_written(tmp_path: Path) -> None:
+    # the UI follows a running run through `watch`; the pooled storage's connections stay
+    # open, so its events sit in the write-ahead log, not yet in the run's database file
+    writer = PooledSqliteEventLogStorage(str(tmp_path))
+    reader = PooledSqliteEventLogStorage(str(tmp_path))
+    run_id = "0123456789abcdef"
+    seen: list[str] = []
+    arrived = threading.Event()
+
+    def on_event(entry: object, _cursor: str) -> None:
+        seen.append(entry.user_message)  # type: ignore[attr-defined]
+        if len(seen) == 3:
+            arrived.set()
+
+    writer.store_event(_entry(run_id, "first"))
+    reader.watch(run_id, None, on_event)
+    try:
+        for message in ("second", "third", "fourth"):
+            writer.store_event(_entry(run_id, message))
+            time.sleep(0.2)
+        assert arrived.wait(10), seen
+        assert seen[:3] == ["first", "second", "third"]
+    finally:
+        reader.end_watch(run_id, on_event)
+        reader.dispose()
+        writer.dispose()
+
+
+def _entry(run_id: str, message: str):
+    from dagster._core.events.log import EventLogEntry
+
+    return EventLogEntry(
+        error_info=None,
+        level="INFO",
+        user_message=message,
+        run_id=run_id,
+        timestamp=time.time(),
+        dagster_event=None,
+    )
