@@ -3,6 +3,7 @@
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from dagster_pyspark import LazyPySparkResource
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field, PrivateAttr
 from pyspark import SparkContext
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from legiti_assets import jvm_archive, layout, local_fs, maven
@@ -51,6 +53,50 @@ class DataDir(dg.ConfigurableResource):
 
 # Spark's driver log while it starts: errors only (its default prints notes and warnings).
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+# Spark's UI starts on port 4040 and, when another session holds it (another run's, a notebook's,
+# `make update` beside `make dev`), warns and tries the next one. A session here takes the first
+# free one of those ports itself, quietly, and logs its UI's address once.
+SPARK_UI_FIRST_PORT = 4040
+SPARK_UI_PORTS = 16  # as many as Spark would try (spark.port.maxRetries)
+
+
+def free_ui_port(host: str) -> int:
+    """The first of Spark's UI ports that `host` has free, probed as Spark's UI server binds it
+    (reusing the address: a closed connection's TIME_WAIT does not hold a port); 0, any free
+    port, if none is."""
+    for port in range(SPARK_UI_FIRST_PORT, SPARK_UI_FIRST_PORT + SPARK_UI_PORTS):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    return 0
+
+
+def _session_running() -> bool:
+    try:
+        SparkSession.active()
+    except PySparkRuntimeError:
+        return False
+    return True
+
+
+_ui_logged: set[str] = set()  # the applications whose UI address was logged
+_ui_lock = threading.Lock()
+
+
+def _log_ui_once(context: SparkContext) -> None:
+    """Log where the UI of the process's Spark application is, once per application: every
+    resource that reuses the session (a run's, and each run an update executes) would again."""
+    ui = context.uiWebUrl  # None with spark.ui.enabled=false
+    with _ui_lock:
+        if ui is None or context.applicationId in _ui_logged:
+            return
+        _ui_logged.add(context.applicationId)
+    dg.get_dagster_logger().info(f"Spark UI (while this process's session runs): {ui}")
 
 
 def _cancel_all_jobs() -> None:
@@ -165,7 +211,13 @@ class SparkResource(LazyPySparkResource):
                 # the driver binds to loopback: say so before the JVM starts, so it does not
                 # warn that the host name resolves to a loopback address
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # unless spark_config picks one, or the process's session is reused (the runs an
+            # update executes in its own process): the UI server binds SPARK_LOCAL_IP, else any
+            pick_ui_port = "spark.ui.port" not in config and not _session_running()
             for attempt in range(self.start_attempts):
+                if pick_ui_port:
+                    host = os.environ.get("SPARK_LOCAL_IP", "0.0.0.0")
+                    config["spark.ui.port"] = str(free_ui_port(host))
                 try:
                     self._session = spark_session_from_config(config)
                     break
@@ -175,6 +227,7 @@ class SparkResource(LazyPySparkResource):
                     time.sleep(2**attempt)
             assert self._session is not None
             self._session.sparkContext.setLogLevel("ERROR")
+            _log_ui_once(self._session.sparkContext)
         return self._session
 
     def start_in_background(self) -> threading.Thread:
