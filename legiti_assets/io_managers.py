@@ -8,11 +8,12 @@ was computed from is what it read, whatever commits land meanwhile.
 """
 
 import datetime as dt
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -22,6 +23,7 @@ from legiti_assets.partitions import days_of
 from legiti_assets.records import EMPTY, DayRecord, day_range, inputs_fingerprint
 from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import check_stored_schema, check_versions, spark_ddl
+from legiti_assets.spark_compat import python_rows
 
 # Definition metadata keys: the timestamp column that dates each row of a daily asset, and the
 # table's path under the data directory (from `legiti_assets.layout`).
@@ -43,6 +45,14 @@ INPUTS = "inputs"  # the fact of a table's commits that holds that fingerprint
 BUILT_FROM = "built_from"  # ... and the one that holds the versions of its inputs
 # The version recorded for a day whose rows were conformed to new columns when it had none.
 UNKNOWN = "unknown"
+# Output metadata of a daily asset: the rows its run wrote over all its days. Each day's event
+# has that day's rows as `dagster/row_count` (`add_day_metadata`).
+RUN_ROWS = "run_rows"
+# How many rows a preview shows; and a run of a daily asset previews its newest days up to this
+# many rows in all: finding a day's first rows sorts all of its rows, so a backfill of years
+# costs what its last weeks would.
+PREVIEW_ROWS = 10
+PREVIEW_SORTED_ROWS = 100_000
 
 
 def input_tables(data: DataDir, definition_metadata: Mapping[str, object]) -> dict[str, Path]:
@@ -126,6 +136,80 @@ def conformed(df: DataFrame, schema: StructType) -> DataFrame:
             for f in schema.fields
         )
     )
+
+
+def add_day_metadata(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    per_day: Mapping[dt.date, Mapping[str, object]],
+) -> None:
+    """Give each day's materialization of `asset` figures of its own; call it before yielding
+    the output. A range run records an event per day, each with the output's metadata: this is
+    the day's alone (Dagster's partition-scoped asset metadata, merged over the output's)."""
+    for day, metadata in per_day.items():
+        context.add_asset_metadata(metadata, asset_key=asset, partition_key=str(day))
+
+
+def day_rows(profile: changes.DayProfile, days: list[dt.date]) -> dict[dt.date, dict[str, object]]:
+    """Each day's `dagster/row_count` (0 for a day without rows): the UI plots it per day."""
+    return {day: {"dagster/row_count": profile.rows.get(day, 0)} for day in days}
+
+
+def _json_safe(value: object) -> str | int | float | bool | None:
+    """A value as a table record holds it: times as ISO strings, NaN and infinities as None."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.date):  # and datetimes: Arrow collects them in UTC
+        return value.isoformat()
+    return str(value)
+
+
+def preview_table(schema: StructType, rows: Iterable[Sequence[object]]) -> dg.TableMetadataValue:
+    """Rows of `schema`'s columns as a table, each column typed as Spark names its type."""
+    names = schema.fieldNames()
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({n: _json_safe(v) for n, v in zip(names, row, strict=True)})
+            for row in rows
+        ],
+        schema=dg.TableSchema(
+            columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields]
+        ),
+    )
+
+
+def preview(df: DataFrame, order_by: Sequence[str]) -> dg.TableMetadataValue:
+    """The first `PREVIEW_ROWS` rows of `df` by `order_by` (Spark keeps a top few per
+    partition: no sort of `df`)."""
+    return preview_table(df.schema, python_rows(df.orderBy(*order_by).limit(PREVIEW_ROWS)))
+
+
+def day_previews(
+    df: DataFrame, dated_by: str, order_by: Sequence[str], rows: Mapping[dt.date | None, int]
+) -> dict[dt.date, dg.TableMetadataValue]:
+    """The first `PREVIEW_ROWS` rows of `df` by `order_by` of each of its newest days with rows
+    (`rows` per day) that add up to `PREVIEW_SORTED_ROWS` rows, and of its newest day always."""
+    shown: list[dt.date] = []
+    for day in sorted((d for d, n in rows.items() if d is not None and n), reverse=True):
+        if shown and sum(rows[d] for d in [*shown, day]) > PREVIEW_SORTED_ROWS:
+            break
+        shown.append(day)
+    if not shown:
+        return {}
+    # Spark keeps each day's first rows in every partition before it shuffles them (a window
+    # group limit), but sorts the days' rows to find them
+    rank = F.row_number().over(Window.partitionBy(F.to_date(dated_by)).orderBy(*order_by))
+    first = (
+        df.where(F.expr(storage.day_bounds(dated_by, shown[-1], shown[0])))
+        .select(F.to_date(dated_by).alias("_day"), rank.alias("_n"), *df.columns)
+        .where(F.col("_n") <= PREVIEW_ROWS)
+    )
+    by_day: dict[dt.date, list[tuple[object, ...]]] = {}
+    for day, _rank, *row in sorted(python_rows(first), key=lambda r: (r[0], r[1])):
+        by_day.setdefault(day, []).append(tuple(row))
+    return {day: preview_table(df.schema, rows) for day, rows in by_day.items()}
 
 
 def _run_id(context: dg.InputContext) -> str:
@@ -267,14 +351,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             replace_where=replace_where,
             new_schema=new_schema,
         )
-        # every day of a range run gets this metadata: a total there would read as per day
-        rows_key = "dagster/row_count" if len(days) == 1 else "rows_written_in_run"
+        # every day's event of a range run carries this metadata: the run's totals, named as
+        # such; each day's own figures are the asset's (`add_day_metadata`)
         return {
-            rows_key: sum(rows.values()),
-            "days_written": len(days),
-            "days_with_rows": len(rows),
-            "first_day": str(days[0]),
-            "last_day": str(days[-1]),
+            RUN_ROWS: sum(rows.values()),
+            "run_days": len(days),
+            "run_days_with_rows": len(rows),
+            "run_first_day": str(days[0]),
+            "run_last_day": str(days[-1]),
             "table_version": version,
         }
 

@@ -27,6 +27,7 @@ from legiti_assets.executor import (
     start_spark,
     stop_spark,
 )
+from legiti_assets.io_managers import RUN_ROWS
 from legiti_assets.landing import landing_files
 from legiti_assets.partitions import RANGE_RUN_ENV
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
@@ -72,14 +73,16 @@ def materialize(
         result = run_step(step, instance, resources)
         results.append(result)
         for name, metadata in result.metadata.items():
-            for key, unit in (
-                ("dagster/row_count", "rows"),
-                ("rows_written_in_run", "rows"),
-                ("states_applied", "states written"),
-                ("keys_reconciled", "keys reconciled"),
-            ):
-                if key in metadata:
-                    print(f"{name}: {metadata[key]} {unit}")
+            # the run's totals: a daily asset's metadata (its first day's) has that day's rows
+            # as dagster/row_count, and the run's as RUN_ROWS
+            figures = {
+                "rows": metadata.get(RUN_ROWS, metadata.get("dagster/row_count")),
+                "states written": metadata.get("states_applied"),
+                "keys reconciled": metadata.get("keys_reconciled"),
+            }
+            for unit, value in figures.items():
+                if value is not None:
+                    print(f"{name}: {value} {unit}")
     return results
 
 

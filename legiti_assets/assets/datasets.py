@@ -12,7 +12,7 @@ from legiti_assets.catalog import TRAINING
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
-from legiti_assets.io_managers import INPUT_TABLES, TABLE, pin
+from legiti_assets.io_managers import INPUT_TABLES, TABLE, pin, preview
 from legiti_assets.pit_join import asof_column, covered_until, point_in_time_join
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -119,6 +119,7 @@ def training_set_asset(
                     "rows": n_rows,
                     "rows_on_uncovered_days": n_all - n_rows,
                     "last_covered_day": str(covered) if covered < dt.date.max else "all",
+                    "preview": preview(dataset, [TIMESTAMP, "order_id"]),
                 },
             )
             late = F.lit(False)

@@ -18,6 +18,9 @@ from legiti_assets.io_managers import (
     SOURCE_TABLE,
     TABLE,
     VERSION,
+    add_day_metadata,
+    day_previews,
+    day_rows,
 )
 from legiti_assets.partitions import (
     FIRST_DAY,
@@ -76,6 +79,30 @@ def _violations(spec: FeatureSetSpec, days: list[dt.date]) -> dict[str, Column]:
             for shorter, longer in itertools.pairwise(group):
                 shrinks = shrinks | (F.col(shorter) > F.col(longer))
         found["counts_grow_with_window"] = shrinks
+    return found
+
+
+# With none of these broken, a day has one row per key: its keys are its rows.
+_ONE_ROW_PER_KEY = (
+    "unique_key_and_timestamp",
+    "non_null_key_and_timestamp",
+    "dated_inside_partition",
+)
+
+
+def _day_metadata(
+    spec: FeatureSetSpec, states: DataFrame, profile: changes.DayProfile, days: list[dt.date]
+) -> dict[dt.date, dict[str, object]]:
+    """Each day's rows, keys with a state that day (unless a check found a day with a key
+    twice) and, for the newest days with rows (`day_previews`), their first rows by key."""
+    found = day_rows(profile, days)
+    previews = day_previews(states, TIMESTAMP, [spec.key], profile.rows)
+    one_per_key = all(profile.counts[name] == 0 for name in _ONE_ROW_PER_KEY)
+    for day, metadata in found.items():
+        if one_per_key:
+            metadata["keys"] = metadata["dagster/row_count"]
+        if day in previews:
+            metadata["preview"] = previews[day]
     return found
 
 
@@ -162,6 +189,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         try:
             # one pass: the checks' counts and the rows per day the write records
             profile = changes.profile(states, TIMESTAMP, counts=_violations(spec, days))
+            add_day_metadata(context, spec.name, _day_metadata(spec, states, profile, days))
             yield dg.Output(changes.Profiled(states, profile))
             yield from checks.results(context, spec.name, profile.counts)
         finally:

@@ -10,7 +10,9 @@ none. States dated after b are never touched, so an old backfill cannot regress 
 import datetime as dt
 import math
 import zlib
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -20,13 +22,15 @@ from legiti_assets import layout, storage
 from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
-from legiti_assets.io_managers import pin, read_days
+from legiti_assets.io_managers import add_day_metadata, pin, read_days
 from legiti_assets.online import FLOAT, FeatureSetTable, OnlineStore, Row
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
 from legiti_assets.spark_compat import python_rows
 
+# Each day's metadata: how many of the day's states the store took (a key's latest of the run).
+DAY_STATES_APPLIED = "day_states_applied"
 # The consistency check compares every key up to this many, a deterministic sample beyond.
 SAMPLE_KEYS = 10_000
 MAX_REPORTED_MISMATCHES = 10
@@ -69,6 +73,15 @@ def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
         yield key, dt.datetime.fromtimestamp(seconds, tz=dt.UTC), values
 
 
+@dataclass(frozen=True)
+class Mirrored:
+    """What `mirror_days` did: the run's counters, and how many states of each day the store
+    took."""
+
+    totals: dict[str, int]
+    applied_per_day: dict[dt.date, int]
+
+
 def mirror_days(
     spark: SparkSession,
     store: OnlineStore,
@@ -77,19 +90,18 @@ def mirror_days(
     states: DataFrame,
     days: list[dt.date],
     as_of: int | None = None,
-) -> dict[str, int]:
+) -> Mirrored:
     """Make the store hold, for every key whose state is or was dated in `days`, its latest
     stored row; `states` are the stored rows of `days`, at table version `as_of`."""
     table = ONLINE_TABLES[spec.name]
     since, until = midnight(days[0]), midnight(days[-1])
     # before writing: afterwards every key of the range is dated in it
     orphans = set(store.keys(table, since, until))
-    offered = 0
+    offered = Counter[dt.date]()
 
     def latest() -> Iterator[Row]:
-        nonlocal offered
         for row in _rows(latest_per_key(states, spec), table):
-            offered += 1
+            offered[row[1].date()] += 1
             orphans.discard(row[0])
             yield row
 
@@ -105,12 +117,20 @@ def mirror_days(
         restored = store.write_latest(table, earlier, replace_until=until)
         gone = orphans - {row[0] for row in earlier}
         removed = store.delete(table, sorted(gone), since=since, until=until)
-    return {
-        "states_offered": offered,
-        "states_applied": applied,
-        "keys_restored": restored,
-        "keys_removed": removed,
-    }
+    applied_per_day = dict(offered)
+    if applied < offered.total():
+        # the store kept newer states of some keys (a run of later days came first): which days
+        # lost rows only the store can tell, by the states it now holds of each day
+        applied_per_day = {d: len(store.keys(table, midnight(d), midnight(d))) for d in offered}
+    return Mirrored(
+        totals={
+            "states_offered": offered.total(),
+            "states_applied": applied,
+            "keys_restored": restored,
+            "keys_removed": removed,
+        },
+        applied_per_day=applied_per_day,
+    )
 
 
 def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
@@ -156,10 +176,16 @@ def online_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             store.record_mirrored(table, tokens)
             latest = store.latest_timestamp(table)
             keys = store.count(table)
+        add_day_metadata(
+            context,
+            online_name(spec.name),
+            {day: {DAY_STATES_APPLIED: done.applied_per_day.get(day, 0)} for day in days},
+        )
+        # the run's totals, in every day's event (`legiti_assets.update` adds them up)
         return dg.MaterializeResult(
             metadata={
-                **done,
-                "keys_reconciled": done["keys_restored"] + done["keys_removed"],
+                **done.totals,
+                "keys_reconciled": done.totals["keys_restored"] + done.totals["keys_removed"],
                 "store": online_store.redacted_url(),
                 "store_keys": keys,
                 "store_latest_timestamp": str(latest),

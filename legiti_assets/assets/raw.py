@@ -8,7 +8,13 @@ from pyspark.sql import functions as F
 
 from legiti_assets import changes, checks, layout
 from legiti_assets.concurrency import WRITER_POOL
-from legiti_assets.io_managers import FINGERPRINTED, PARTITION_EXPR, TABLE
+from legiti_assets.io_managers import (
+    FINGERPRINTED,
+    PARTITION_EXPR,
+    TABLE,
+    add_day_metadata,
+    day_rows,
+)
 from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
 from legiti_assets.partitions import (
     FIRST_DAY,
@@ -154,6 +160,7 @@ with beta_parameters():
                     fingerprint=True,
                     counts=_violations(dated_by, days),
                 )
+                add_day_metadata(context, name, day_rows(profile, days))
                 yield dg.Output(
                     changes.Profiled(in_days, profile), output_name=name, metadata=landing
                 )
