@@ -59,7 +59,9 @@ class RunFailed(Exception):
 @dataclass(frozen=True)
 class StepResult:
     """A step's run and each materialized asset's metadata values (a range run records one
-    event per day, each with the whole write's metadata: the first is kept)."""
+    event per day, each with its day's figures and the run's totals; the first day's is kept:
+    read the totals, `run_rows` and the online counters, not a daily asset's
+    `dagster/row_count`)."""
 
     step: Step
     run_id: str

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 # The fingerprint of a day without rows.
 EMPTY = "0:0"
+# What a feature-set day's inputs record of a source day never ingested: unlike an empty one, so
+# that ingesting it, even empty, recomputes the days that read it (and runs their lookback check
+# again, which flagged it).
+MISSING = "-"
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,12 @@ def rows_of(fingerprint: str) -> int:
 def inputs_fingerprint(
     source: Mapping[dt.date, DayRecord], day: dt.date, lookback_days: int
 ) -> str:
-    """The fingerprint of the source days a feature-set day is computed from. A day never
-    ingested reads as no rows, like an empty one: the engine read none either way."""
+    """The fingerprint of the source days a feature-set day is computed from; a day never
+    ingested counts as `MISSING`, not as empty."""
     parts = []
     for back in range(lookback_days, 0, -1):
         record = source.get(day - dt.timedelta(days=back))
-        parts.append(EMPTY if record is None else str(record.content))
+        parts.append(MISSING if record is None else str(record.content))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

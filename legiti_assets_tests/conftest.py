@@ -1,4 +1,3 @@
-import datetime as dt
 import os
 import shutil
 import time
@@ -7,10 +6,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from legiti_assets_tests.helpers import SAMPLE, TEST_SPARK
-
-# `make awesome-dataset`'s default range: every day of the sample
-SAMPLE_START, SAMPLE_END = dt.date(2018, 5, 12), dt.date(2020, 7, 17)
+from legiti_assets_tests.helpers import SAMPLE, SAMPLE_END, SAMPLE_START, TEST_SPARK
 
 # collected Spark timestamps are in the process's local time zone: make it UTC like the data
 os.environ["TZ"] = "UTC"

@@ -25,6 +25,8 @@ TABLES = [
     "datasets/awesome_dataset",
 ]
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "order_events" / "input.csv"
+# `make awesome-dataset`'s default range: every day of the sample
+SAMPLE_START, SAMPLE_END = dt.date(2018, 5, 12), dt.date(2020, 7, 17)
 TEST_SPARK = SparkResource(master="local[2]", shuffle_partitions=2, driver_memory="1g")
 
 

@@ -62,12 +62,14 @@ def test_a_source_day_makes_the_next_lookback_days_stale() -> None:
     # days past the stored ones, and every day of another declaration
     assert records.stale_feature_days(stored, source, "v1", 3, d(8), d(11)) == [d(10), d(11)]
     assert records.stale_feature_days(stored, source, "v2", 3, d(0), d(1)) == [d(0), d(1)]
-    # a source day never ingested reads as an empty one, unlike one with rows
+    # a source day never ingested is neither an empty one nor one with rows: ingesting it, even
+    # empty, makes the days that read it stale (their lookback check flagged it)
     missing = {k: v for k, v in source.items() if k != d(2)}
     empty = {**source, d(2): DayRecord(content=records.EMPTY)}
-    fingerprint = records.inputs_fingerprint(missing, d(3), 3)
-    assert fingerprint == records.inputs_fingerprint(empty, d(3), 3)
-    assert fingerprint != records.inputs_fingerprint(source, d(3), 3)
+    fingerprints = {records.inputs_fingerprint(days, d(3), 3) for days in (missing, empty, source)}
+    assert len(fingerprints) == 3
+    computed = {d(3): DayRecord(version="v1", inputs=records.inputs_fingerprint(missing, d(3), 3))}
+    assert records.stale_feature_days(computed, empty, "v1", 3, d(3), d(3)) == [d(3)]
 
 
 def test_contiguous_and_describe() -> None:

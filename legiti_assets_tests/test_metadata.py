@@ -28,8 +28,7 @@ from legiti_assets.online import SQLiteOnlineStore
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import spark_ddl, state_schema
 from legiti_assets.update import update
-from legiti_assets_tests.conftest import SAMPLE_END, SAMPLE_START
-from legiti_assets_tests.helpers import SAMPLE, resources_for, run_assets
+from legiti_assets_tests.helpers import SAMPLE, SAMPLE_END, SAMPLE_START, resources_for, run_assets
 from legiti_assets_tests.sample import AWESOME_DATASET, USER_CHARGEBACKS, USER_ORDERS
 
 ORDER_DAYS = ["2018-05-12", "2020-04-12", "2020-05-10", *["2020-05-11"] * 2, "2020-05-12"]
@@ -292,11 +291,6 @@ def test_a_lookback_check_passes_once_the_update_recomputes_from_the_ingested_da
     assert run_id in report.run_ids and (passed, missing) == (True, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records.inputs_fingerprint reads a never-ingested source day as an empty one, so "
-    "ingesting an empty day changes no fingerprint and the day that flagged it is not recomputed",
-)
 def test_a_lookback_check_passes_once_the_update_ingests_an_empty_missing_day(repaired) -> None:
     _, before, report, after = repaired
     assert before["user_chargebacks"][1:] == (False, 1)
