@@ -156,12 +156,16 @@ def day_rows(profile: changes.DayProfile, days: list[dt.date]) -> dict[dt.date, 
 
 
 def _json_safe(value: object) -> str | int | float | bool | None:
-    """A value as a table record holds it: times as ISO strings, NaN and infinities as None."""
+    """A value as a table record holds it: times in UTC as the landing writes them
+    (`YYYY-MM-DD HH:MM:SS`), days as `YYYY-MM-DD`, NaN and infinities as None."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dt.date):  # and datetimes: Arrow collects them in UTC
+    if isinstance(value, dt.datetime):  # Arrow collects them in UTC
+        utc = value.astimezone(dt.UTC) if value.tzinfo else value
+        return utc.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
 

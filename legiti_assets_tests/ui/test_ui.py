@@ -14,6 +14,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from legiti_assets.definitions import defs
 from legiti_assets_tests.cluster.processes import REPO, SAMPLE_END, SAMPLE_START
+from legiti_assets_tests.sample import AWESOME_DATASET
 
 pytestmark = pytest.mark.timeout(1800)  # the first test also waits for the sample's run
 
@@ -91,8 +92,13 @@ def test_asset_page_shows_description_and_column_schema(page: Page, webserver: s
 
 def test_partitions_view_shows_the_materialized_days(page: Page, webserver: str) -> None:
     days = (dt.date.fromisoformat(SAMPLE_END) - dt.date.fromisoformat(SAMPLE_START)).days + 1
+    # the partitions start at the sample's first day (LEGITI_FIRST_DAY's default) and end today
+    today = dt.datetime.now(dt.UTC).date()
+    partitions = (today - dt.date.fromisoformat(SAMPLE_START)).days + 1
     page.goto(f"{webserver}/assets/user_orders?view=partitions")
     expect(page.get_by_text(f"Materialized ({days})")).to_be_visible()
+    expect(page.get_by_text(f"Missing ({partitions - days})")).to_be_visible()
+    expect(page.get_by_text(f"{partitions:,} Partitions Selected")).to_be_visible()
     page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()  # list the materialized only
     expect(page.get_by_text(f"{days} Partitions Selected")).to_be_visible()
     page.get_by_placeholder("Filter by name").fill("2020-05-1")
@@ -113,3 +119,30 @@ def test_checks_tab_shows_every_check_passed(page: Page, webserver: str) -> None
     expect(page.get_by_text("Failed", exact=True)).to_have_count(0)
     expect(page.get_by_text("Passed", exact=True)).to_be_visible()  # the selected check's result
     _screenshot(page, "checks")
+
+
+def test_training_set_materialization_previews_its_rows(page: Page, webserver: str) -> None:
+    page.goto(f"{webserver}/assets/awesome_dataset?view=events")
+    entry = page.locator("tr").filter(has=page.get_by_text("preview", exact=True)).first
+    table = entry.locator("table")
+    expect(table).to_be_visible()
+    # the sample's nine orders, by time, with their feature states
+    rows = table.locator("tbody tr")
+    expect(rows).to_have_count(len(AWESOME_DATASET))
+    expect(rows.first).to_contain_text("2018-05-12 00:00:01")
+    for i, row in enumerate(sorted(AWESOME_DATASET, key=lambda r: (r[1], r[0]))):
+        cells = rows.nth(i).locator("td")
+        expect(cells.first).to_have_text(row[0])
+        expect(cells.nth(4)).to_have_text(str(row[4]))  # its 3-day order count
+    expect(table).to_contain_text("cpf_orders__count_over_30_days_rolling_windows")
+    _screenshot(page, "preview-awesome_dataset")
+    # the column types
+    entry.get_by_text("Show schema").click()
+    schema = page.get_by_role("dialog").filter(has_text="Schema for preview")
+    expect(schema.get_by_role("row").filter(has_text="chargeback_timestamp")).to_contain_text(
+        "timestamp"
+    )
+    expect(schema.get_by_role("row").filter(has_text="cpf_orders__count_over_3_")).to_contain_text(
+        "int"
+    )
+    schema.get_by_role("button", name="Close").click()

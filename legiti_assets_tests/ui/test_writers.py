@@ -3,7 +3,10 @@
 and starts once the update has finished. Dagster's daemon and webserver over the repository's
 workspace and deploy/dagster.yaml, on a copy of the sample.
 
-Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/backfill-queued.png.
+Then the Runs page and a job's page show what launched each run.
+
+Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/backfill-queued.png,
+runs-launched-by-sensor.png and job-runs.png.
 """
 
 from __future__ import annotations
@@ -24,11 +27,31 @@ from legiti_assets_tests.ui.test_ui import _screenshot
 
 pytestmark = pytest.mark.timeout(1500)
 
+LOCATION = "__repository__@legiti_assets.definitions"  # workspace.yaml's code location
 RUNS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results {
   runId jobName status startTime endTime tags { key value } } } } }"""
 BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams:
   $params) { __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
   ... on UnauthorizedError { message } } }"""
+
+
+ORIGINS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results {
+  runId jobName pipelineSnapshotId parentPipelineSnapshotId
+  repositoryOrigin { repositoryName repositoryLocationName } } } } }"""
+JOBS = """{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {
+  ... on RepositoryLocation { repositories { name pipelines { name pipelineSnapshotId } } } }
+  } } } }"""
+
+
+def _loaded_jobs(url: str) -> dict[tuple[str, str, str], str]:
+    """(location, repository, job) -> the snapshot id of the job as the webserver loaded it."""
+    found = {}
+    for entry in graphql(url, JOBS)["workspaceOrError"]["locationEntries"]:
+        for repository in entry["locationOrLoadError"]["repositories"]:
+            for job in repository["pipelines"]:
+                key = (entry["name"], repository["name"], job["name"])
+                found[key] = job["pipelineSnapshotId"]
+    return found
 
 
 def _runs(url: str, **run_filter: object) -> list[dict]:
@@ -104,3 +127,50 @@ def test_a_ui_backfill_waits_for_the_update_that_runs(dagster_dev: str, page: Pa
     )
     assert ran["status"] == "SUCCESS", ran
     assert ran["startTime"] >= done["endTime"]
+
+
+def test_the_runs_page_names_the_sensor_behind_every_update_run(
+    dagster_dev: str, page: Page
+) -> None:
+    """After the test above: the sensor's update and the runs it executed are the code
+    location's, launched by the sensor; the backfill's run is the backfill's."""
+    url = dagster_dev
+    (update,) = [r for r in _runs(url, pipelineName="update") if r["status"] == "SUCCESS"][-1:]
+    inner = _runs(url, tags=[{"key": "legiti/launched_in_run", "value": update["runId"]}])
+    # the raw tables, the feature sets with their online mirrors, the training set
+    assert sorted(r["jobName"] for r in inner) == [
+        "compute_features",
+        "compute_features",
+        "ingest_events",
+    ]
+    for run in [update, *inner]:
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["dagster/sensor_name"] == "landing_sensor", run
+        assert run["status"] == "SUCCESS", run
+    # the update's report is on its own run
+    update_tags = {t["key"]: t["value"] for t in update["tags"]}
+    assert update_tags["legiti/ingested/order_events"] == "797 days: 2018-05-12..2020-07-16"
+    # what the UI compares to warn that a re-execution "may be a different version": the run's
+    # code location and the snapshot of the job it ran (its parent's, for an asset subset)
+    loaded = _loaded_jobs(url)
+    ids = [update["runId"], *(r["runId"] for r in inner)]
+    for run in graphql(url, ORIGINS, {"filter": {"runIds": ids}})["runsOrError"]["results"]:
+        origin = run["repositoryOrigin"]
+        key = (origin["repositoryLocationName"], origin["repositoryName"], run["jobName"])
+        ran = run["parentPipelineSnapshotId"] or run["pipelineSnapshotId"]
+        assert loaded[key] == ran, run
+    page.goto(f"{url}/runs")
+    expect(page.locator(f'a[href="/runs/{update["runId"]}"]').first).to_be_visible()
+    # "Launched by" links each of the four to the sensor; only the backfill, which the test
+    # launched as a person would, reads "Manually launched"
+    launched_by = page.locator('a[href$="/sensors/landing_sensor"]')
+    expect(launched_by).to_have_count(1 + len(inner))
+    expect(page.get_by_text("Manually launched")).to_have_count(1)
+    _screenshot(page, "runs-launched-by-sensor")
+    # the job's page lists its runs; re-executing one warns of no other version
+    page.goto(f"{url}/locations/{LOCATION}/jobs/compute_features/runs")
+    for run in inner:
+        if run["jobName"] == "compute_features":
+            expect(page.locator(f'a[href="/runs/{run["runId"]}"]').first).to_be_visible()
+    expect(page.get_by_text("No runs found")).to_have_count(0)
+    _screenshot(page, "job-runs")
