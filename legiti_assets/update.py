@@ -145,13 +145,15 @@ def update(
     # freed once they are done
     with contextlib.ExitStack() as landing_kept:
         landing_kept.enter_context(keep_landing())
+        files = len(landing_files(data_dir.landing_dir))
+        log(f"reading the landing's {files} file(s) and the store's records")
         landing, orders = observe.landing(spark.spark_session, data_dir)
         with online_store.open() as store:
             stored = observe.stored(data_dir, store)
         plan = planner.plan(declared, stored, landing)
         report = UpdateReport(
             update_id=uuid.uuid4().hex[:8],
-            landing_files=len(landing_files(data_dir.landing_dir)),
+            landing_files=files,
             landing_orders=orders,
             ingested=dict(plan.ingest),
             recomputed=dict(plan.compute),
