@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from legiti_assets import attribution
@@ -95,6 +96,12 @@ def test_a_failed_run_is_a_result_not_an_exception() -> None:
     result = attribution.execute(job, dg.DagsterInstance.ephemeral())
     assert not result.success
     assert result.dagster_run.status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_job_of_another_executor_is_refused() -> None:
+    job = dg.Definitions(assets=[other], jobs=[dg.define_asset_job("o")]).resolve_job_def("o")
+    with pytest.raises(ValueError, match="job o: executed here, it needs the in-process executor"):
+        attribution.execute(job, dg.DagsterInstance.ephemeral())
 
 
 def test_refuses_a_dagster_version_it_was_not_verified_with() -> None:

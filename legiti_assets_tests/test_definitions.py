@@ -16,7 +16,7 @@ from legiti_assets.executor import build_resources
 from legiti_assets.feature_sets import FEATURE_SETS
 from legiti_assets.partitions import daily_partitions
 from legiti_assets.resources import DataDir, SparkResource
-from legiti_assets.settings import FIRST_DAY_ENV, SENSOR_INTERVAL_ENV, Settings
+from legiti_assets.settings import FIRST_DAY_ENV, SENSOR_INTERVAL_ENV, Settings, first_day
 from legiti_assets_tests.imports import cycles, import_graph
 
 ASSET_GROUPS = {
@@ -88,7 +88,7 @@ def test_partitions_start_at_the_first_day_a_setting_names() -> None:
     assert shown == "['2016-02-29'] 2016-02-29"
     for wrong in ("2016-02-30", "20160229", "1969-12-31", "yesterday"):
         with pytest.raises(ValueError, match=f"{FIRST_DAY_ENV}='{wrong}': expected a day"):
-            Settings.from_env({FIRST_DAY_ENV: wrong})
+            first_day({FIRST_DAY_ENV: wrong})
 
 
 def test_feature_sets_show_entity_key_and_windows() -> None:

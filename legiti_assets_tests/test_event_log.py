@@ -181,10 +181,8 @@ def test_a_running_runs_events_reach_a_watcher_as_they_are_written(tmp_path: Pat
         writer.dispose()
 
 
-def _entry(run_id: str, message: str):
-    from dagster._core.events.log import EventLogEntry
-
-    return EventLogEntry(
+def _entry(run_id: str, message: str) -> dg.EventLogEntry:
+    return dg.EventLogEntry(
         error_info=None,
         level="INFO",
         user_message=message,
