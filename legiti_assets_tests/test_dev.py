@@ -113,7 +113,8 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(
     }
     # the instance's storage exists before make dev starts: this test's reads of it would
     # otherwise race make dev to create it ("table alembic_version already exists")
-    dg.DagsterInstance.from_config(str(home)).get_runs(limit=1)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     with open(log, "wb") as out:
         dev = subprocess.Popen(
             _make_dev(),
