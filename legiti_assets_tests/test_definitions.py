@@ -129,6 +129,24 @@ def test_the_planner_needs_neither_spark_nor_dagster() -> None:
     assert not [m for m in loaded if m.split(".")[0] in ("pyspark", "dagster", "py4j")]
 
 
+@pytest.mark.parametrize(
+    ("module", "what_to_do"),
+    [
+        ("legiti_assets.event_log", "Remove the event_log_storage block"),
+        ("legiti_assets.attribution", "Check JobDefinition.execute_in_process"),
+    ],
+)
+def test_the_modules_on_dagster_internals_refuse_an_unverified_version(
+    module: str, what_to_do: str
+) -> None:
+    script = f"import dagster; dagster.__version__ = '1.99.0'\nimport {module}\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"ImportError: {module}" in done.stderr
+    assert "verified with Dagster 1.13.27, not 1.99.0" in done.stderr
+    assert what_to_do in done.stderr
+
+
 def test_the_sensor_interval_is_a_setting() -> None:
     assert Settings.from_env({}).sensor_interval_seconds == 30
     settings = Settings.from_env({SENSOR_INTERVAL_ENV: "120"})
