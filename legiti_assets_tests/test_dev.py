@@ -138,8 +138,11 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(
         assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(data, "user_orders")
         with open_online_store(f"sqlite:///{data / 'online_store.db'}") as store:
             online = store.get_features("user", ["w"], [ONLINE_TABLES["user_orders"]])["w"]
-        assert online["cpf_orders__count_over_3_days_rolling_windows"] == 1
-        assert online["user_orders__timestamp"] == dt.datetime(2020, 7, 18, tzinfo=dt.UTC)
+        # the update ran through today: online, w's state of today, once j has left its
+        # longest window (30 days)
+        assert online["cpf_orders__count_over_3_days_rolling_windows"] == 0
+        assert online["cpf_orders__count_over_30_days_rolling_windows"] == 0
+        assert online["user_orders__timestamp"] == dt.datetime(2020, 8, 17, tzinfo=dt.UTC)
         # nothing to act on: no warning from Dagster, Python or Spark; the UI's port is said
         assert _warnings(log) == []
         assert "Spark UI (while this process's session runs): http://127.0.0.1:" in log.read_text()
