@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -1060,8 +1061,15 @@ def test_load_refuses_states_without_a_feature_column(store: OnlineStore) -> Non
         store.load(ORDERS, [batch])
 
 
+def _indexes(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(user_orders)")]
+    return [name for name in indexes if not name.startswith("sqlite_autoindex")]
+
+
 def test_sqlite_load_is_one_transaction(tmp_path: Path) -> None:
-    """A bad state in a later batch leaves nothing of the load written."""
+    """A bad state in a later batch leaves nothing of the load written, the timestamp index
+    (dropped for a load this large against the table) included."""
     with SQLiteOnlineStore(tmp_path / "online.db") as store:
         good = states_of(ORDERS, [("a", DAY_2020, [1, 1, 1])])
         bad = states_of(ORDERS, [("b", DAY_2020, [1, None, 1])])
@@ -1069,6 +1077,18 @@ def test_sqlite_load_is_one_transaction(tmp_path: Path) -> None:
             store.load(ORDERS, [good, bad])
         assert store.count(ORDERS) == 0
         assert store.partition_writer(ORDERS) is None
+        # the index is rebuilt by a large load, kept by a small one
+        by_timestamp = ["user_orders__by_timestamp"]
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        many = [(f"k{i}", DAY_2019, [1, 1, 1]) for i in range(20)]
+        assert store.load(ORDERS, [states_of(ORDERS, many)]).total_applied == 20
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        assert store.load(ORDERS, [states_of(ORDERS, [("k0", DAY_2020, [2, 2, 2])])]) == Loaded(
+            {DAY_2020: 1}, {DAY_2020: 1}
+        )
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        assert store.keys(ORDERS, since=DAY_2020) == ["k0"]
+        assert len(store.keys(ORDERS, until=DAY_2019)) == 19
 
 
 def test_large_load_spans_statements_calls_and_round_trips(store: OnlineStore) -> None:

@@ -46,6 +46,8 @@ _SQLITE_READ_CHUNK = 500
 _SQLITE_LOAD_ROWS = 500
 # A load turns this many states at a time into Python values for sqlite3 to bind.
 _SQLITE_LOAD_CHUNK = 50_000
+# A load of at least 1/_SQLITE_REINDEX_SHARE of the table's rows rebuilds its timestamp index.
+_SQLITE_REINDEX_SHARE = 10
 
 _SQLITE_MIRRORED = "legiti#mirrored"
 
@@ -65,6 +67,9 @@ class _SQLiteStatements:
     on_conflict: str
     select_prefix: str
     timestamps_prefix: str
+    count: str
+    drop_index: str
+    create_index: str
     keys: str
     delete: str
 
@@ -168,10 +173,9 @@ class SQLiteOnlineStore(OnlineStore):
                 "drop it and re-materialize the feature set"
             )
         # keys by timestamp: what a run over a range of days may have to replace
-        self._conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{table.name}__by_timestamp" '
-            f'ON {name}("{TIMESTAMP_FIELD}")'
-        )
+        index = f'"{table.name}__by_timestamp"'
+        create_index = f'CREATE INDEX IF NOT EXISTS {index} ON {name}("{TIMESTAMP_FIELD}")'
+        self._conn.execute(create_index)
         all_columns = [key, *columns]
         in_range = f'"{TIMESTAMP_FIELD}" BETWEEN ? AND ?'
         insert_prefix = f"INSERT INTO {name} ({', '.join(all_columns)}) VALUES "
@@ -187,6 +191,9 @@ class SQLiteOnlineStore(OnlineStore):
             on_conflict=on_conflict,
             select_prefix=f"SELECT {', '.join(all_columns)} FROM {name} WHERE {key} IN ",
             timestamps_prefix=f'SELECT {key}, "{TIMESTAMP_FIELD}" FROM {name} WHERE {key} IN ',
+            count=f"SELECT COUNT(*) FROM {name}",
+            drop_index=f"DROP INDEX {index}",
+            create_index=create_index,
             keys=f"SELECT {key} FROM {name} WHERE {in_range}",
             delete=f"DELETE FROM {name} WHERE {key} = ? AND {in_range}",
         )
@@ -244,6 +251,13 @@ class SQLiteOnlineStore(OnlineStore):
             upsert_one = statements.insert_prefix + _values_row(width) + statements.on_conflict
             upsert_one += until
             with self._transaction():
+                (stored,) = self._conn.execute(statements.count).fetchone()
+                # The timestamp index takes states of many days at as many places, each insert
+                # a rebalance of pages: past a share of the table, building it anew is cheaper.
+                # Readers see the old index until the transaction commits.
+                reindex = states.num_rows * _SQLITE_REINDEX_SHARE >= stored
+                if reindex:
+                    self._conn.execute(statements.drop_index)
                 for batch in states.to_batches(max_chunksize=_SQLITE_LOAD_CHUNK):
                     params = _parameters(batch)
                     whole = len(params) - len(params) % per_statement
@@ -259,6 +273,8 @@ class SQLiteOnlineStore(OnlineStore):
                         applied.update(per_timestamp(stamps))
                     else:
                         applied.update(self._applied(statements, batch))
+                if reindex:
+                    self._conn.execute(statements.create_index)
         return Loaded.of((s, n, applied[s]) for s, n in offered.items())
 
     def _applied(self, statements: _SQLiteStatements, batch: pa.RecordBatch) -> Counter[int]:
