@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,8 +49,8 @@ from legiti_assets.online.values import (
 _REDIS_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 # Applies a chunk of rows in order, each only if it is not older than the stored state (or the
-# stored state is not after the replace-until bound), and returns, per timestamp, how many rows
-# it applied: a flat list [timestamp, count, timestamp, count, ...].
+# stored state is not after the replace-until bound), and returns which it applied: a string of
+# one "1" (applied) or "0" per row.
 # KEYS: the table's timestamp index (a sorted set of entity keys), then one state hash per row.
 # ARGV: number of feature columns n, the n column names, the replace-until bound ("" for none),
 # then per row: timestamp, n values (already encoded by _redis_encode; "" is a null and HSET
@@ -77,19 +78,16 @@ for k = 2, #KEYS do
     redis.call('HSET', KEYS[k], unpack(fields))
     scored[#scored + 1] = ts
     scored[#scored + 1] = ARGV[pos + n + 1]
-    applied[ts] = (applied[ts] or 0) + 1
+    applied[k - 1] = '1'
+  else
+    applied[k - 1] = '0'
   end
   pos = pos + n + 2
 end
 if #scored > 0 then
   redis.call('ZADD', KEYS[1], unpack(scored))
 end
-local counts = {}
-for ts, count in pairs(applied) do
-  counts[#counts + 1] = ts
-  counts[#counts + 1] = count
-end
-return counts
+return table.concat(applied)
 """
 # Removes the states dated in [ARGV[1], ARGV[2]]. KEYS: the timestamp index, then one state hash
 # per key; ARGV[3..]: the entity keys.
@@ -192,10 +190,10 @@ class RedisLoader:
                         rows = states.slice(start, _REDIS_ROWS_PER_ROUND_TRIP)
                         commands = self._commands(sha, rows)
                         connection.send_packed_command(commands)
-                        for _ in commands:
-                            counts = connection.read_response()
-                            for ts, count in zip(counts[::2], counts[1::2], strict=True):
-                                applied[int(ts)] += count
+                        # the calls' flags, in the order of their rows
+                        flags = b"".join(connection.read_response() for _ in commands)
+                        took = np.frombuffer(flags, np.uint8) == ord("1")
+                        applied.update(per_timestamp(rows.column(TIMESTAMP_FIELD).filter(took)))
             finally:
                 # after an error replies may be left unread: the connection goes, not back
                 connection.disconnect()
@@ -353,8 +351,8 @@ class RedisOnlineStore(OnlineStore):
                         args.extend(map(_redis_encode, values))
                         args.append(key)
                     self._write_script(keys=keys, args=args, client=pipe)
-                # each call's reply: [timestamp, applied, timestamp, applied, ...]
-                applied += sum(sum(counts[1::2]) for counts in pipe.execute())
+                # each call's reply: a "1" per row applied, a "0" per row skipped
+                applied += sum(flags.count(b"1") for flags in pipe.execute())
         return applied
 
     def partition_writer(
