@@ -14,6 +14,10 @@ Writes accept Python, numpy and Decimal numbers; NaN is stored as null, as butte
 return exactly the Python type of the column (int, float or None), and floats round-trip bit for
 bit, except that -0.0 is stored as 0.0.
 
+Rows are written one by one with ``write_latest``, or in bulk with ``load`` (Arrow batches, the
+same rule and conversions), which Spark's executors run on their partitions when the backend
+offers a ``partition_writer`` (Redis).
+
 Backends implement ``OnlineStore`` (``base.py``); ``open_online_store`` picks one from a URL:
 
 * ``SQLiteOnlineStore`` (``sqlite.py``): one file, one table per feature set.
