@@ -26,8 +26,7 @@ import pyarrow.compute as pc
 import redis
 
 from legiti_assets.catalog import ONLINE_TABLES
-from legiti_assets.online import OnlineStore, RedisOnlineStore, SQLiteOnlineStore
-from legiti_assets.online.base import Loaded
+from legiti_assets.online import Loaded, OnlineStore, RedisOnlineStore, SQLiteOnlineStore
 
 TABLE = ONLINE_TABLES["user_orders"]
 FIRST_DAY = 1_531_958_400  # 2018-07-19, the 10m sample's first day

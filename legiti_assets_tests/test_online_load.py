@@ -18,8 +18,7 @@ from pyspark.sql import SparkSession
 from legiti_assets import layout, storage
 from legiti_assets.assets.online import load_latest, midnight, mirror_days
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
-from legiti_assets.online import OnlineStore, RedisOnlineStore, SQLiteOnlineStore
-from legiti_assets.online.base import Loaded
+from legiti_assets.online import Loaded, OnlineStore, RedisOnlineStore, SQLiteOnlineStore
 from legiti_assets.records import DayRecord
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import spark_ddl, state_schema

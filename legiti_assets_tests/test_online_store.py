@@ -32,12 +32,12 @@ from legiti_assets.online import (
     FLOAT,
     INT,
     FeatureSetTable,
+    Loaded,
     OnlineStore,
     RedisOnlineStore,
     SQLiteOnlineStore,
     open_online_store,
 )
-from legiti_assets.online.base import Loaded
 
 REDIS_URL = os.environ.get("LEGITI_TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(

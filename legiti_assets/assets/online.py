@@ -25,8 +25,8 @@ from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import add_day_metadata, pin, read_days
-from legiti_assets.online import FLOAT, FeatureSetTable, OnlineStore, Row
-from legiti_assets.online.base import LOAD_COUNTS, Loaded
+from legiti_assets.online import FLOAT, FeatureSetTable, Loaded, OnlineStore, Row
+from legiti_assets.online.base import LOAD_COUNTS
 from legiti_assets.online.values import TIMESTAMP_FIELD
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
@@ -101,7 +101,7 @@ def load_latest(
     if writer is None:
         return store.load(table, arrow_batches(selected), replace_until=replace_until)
     # in timestamp then key order, each key joins the store's index of keys by timestamp (a
-    # Redis sorted set) next to the one before: a third less of the server's time
+    # Redis sorted set) next to the one before, whose nodes the server still has in cache
     ordered = selected.sortWithinPartitions(TIMESTAMP_FIELD, table.key)
     return Loaded.of(python_rows(ordered.mapInArrow(writer, _LOAD_COUNTS_DDL)))
 

@@ -33,7 +33,7 @@ HTTP.
 
 from __future__ import annotations
 
-from legiti_assets.online.base import OnlineStore
+from legiti_assets.online.base import Loaded, OnlineStore
 from legiti_assets.online.redis import RedisOnlineStore
 from legiti_assets.online.sqlite import SQLiteOnlineStore
 from legiti_assets.online.values import COUNT, FLOAT, INT, Features, FeatureSetTable, Row
@@ -44,6 +44,7 @@ __all__ = [
     "INT",
     "FeatureSetTable",
     "Features",
+    "Loaded",
     "OnlineStore",
     "RedisOnlineStore",
     "Row",

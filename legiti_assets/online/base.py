@@ -153,7 +153,9 @@ class OnlineStore(ABC):
         Each batch holds the columns of `values.arrow_states` (the key, ``timestamp`` in
         integer epoch seconds, the feature columns), checked and converted as `write_latest`
         does its rows, and at most one state per key across all batches (of two states of
-        one key, which one the store keeps is not defined).
+        one key, which one the store keeps is not defined). An invalid batch raises ValueError
+        before any of it is written; what a failed load leaves applied is the backend's to say
+        (loading the same states again is harmless: an equal timestamp overwrites).
         """
 
     def partition_writer(

@@ -65,7 +65,7 @@ for c = 1, n do
   fields[2 * c + 1] = ARGV[c + 1]
 end
 local scored = {}
-local applied = {}
+local flags = {}
 local pos = n + 3
 for k = 2, #KEYS do
   local ts = ARGV[pos]
@@ -78,16 +78,16 @@ for k = 2, #KEYS do
     redis.call('HSET', KEYS[k], unpack(fields))
     scored[#scored + 1] = ts
     scored[#scored + 1] = ARGV[pos + n + 1]
-    applied[k - 1] = '1'
+    flags[k - 1] = '1'
   else
-    applied[k - 1] = '0'
+    flags[k - 1] = '0'
   end
   pos = pos + n + 2
 end
 if #scored > 0 then
   redis.call('ZADD', KEYS[1], unpack(scored))
 end
-return table.concat(applied)
+return table.concat(flags)
 """
 # Removes the states dated in [ARGV[1], ARGV[2]]. KEYS: the timestamp index, then one state hash
 # per key; ARGV[3..]: the entity keys.
