@@ -10,9 +10,9 @@ each step), so this module does, with Dagster's internals: it is the only module
 them for this, and it refuses a Dagster version it was not verified with.
 """
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -54,8 +54,10 @@ def remote_origin(job_name: str, parent: dg.DagsterRun | None = None) -> RemoteJ
     workspace's, as `make dev` loads it."""
     if parent is not None and parent.remote_job_origin is not None:
         return parent.remote_job_origin.repository_origin.get_job_origin(job_name)
+    # workspace.yaml's working directory, `.`: the repository
+    root = str(Path(__file__).resolve().parents[1])
     target = LoadableTargetOrigin(
-        executable_path=sys.executable, module_name=LOCATION, working_directory=os.getcwd()
+        executable_path=sys.executable, module_name=LOCATION, working_directory=root
     )
     location = ManagedGrpcPythonEnvCodeLocationOrigin(target, LOCATION)
     return RemoteRepositoryOrigin(location, REPOSITORY).get_job_origin(job_name)
@@ -84,6 +86,8 @@ def execute(
     """What `job.execute_in_process` does, recorded with the job's origin and the tags of
     what launched `parent`; never raises for a failed run. `job` carries its resources and the
     in-process executor (`executor.bound`'s jobs do)."""
+    if job.executor_def.name != dg.in_process_executor.name:
+        raise ValueError(f"job {job.name}: executed here, it needs the in-process executor")
     run_config = run_config or {}
     run_tags = merge_run_tags(
         job_def=job,

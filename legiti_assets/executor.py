@@ -87,9 +87,11 @@ def run_step(
     resources: Mapping[str, object],
     tags: Mapping[str, str] | None = None,
     parent: dg.DagsterRun | None = None,
+    resource_config: Mapping[str, object] | None = None,
 ) -> StepResult:
     """One run of the step's assets with their checks, attributed to the code location and to
-    what launched `parent` (the run executing it, if any); raise RunFailed if it fails."""
+    what launched `parent` (the run executing it, if any), its resources configured by
+    `resource_config` (the parent run's, if it had any); raise RunFailed if it fails."""
     job = bound(resources).resolve_job_def(job_for(step.assets))
     result = attribution.execute(
         job,
@@ -97,7 +99,7 @@ def run_step(
         tags={**step_tags(step), **(tags or {})},
         partition_key=partition_key(step),
         asset_selection=[dg.AssetKey(asset) for asset in step.assets],
-        run_config=QUIET,
+        run_config={**QUIET, **({"resources": dict(resource_config)} if resource_config else {})},
         parent=parent,
     )
     if not result.success:

@@ -155,7 +155,7 @@ def _problems(first_day: dt.date) -> list[tuple[str, Column]]:
                         shown,
                         F.lit(
                             f"' is before the first partition, {first_day} (set "
-                            f"{FIRST_DAY_ENV} to the data's first day)"
+                            f"{FIRST_DAY_ENV} to the data's first day, then restart make dev)"
                         ),
                     ),
                 )

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from legiti_assets.settings import Settings
+from legiti_assets.settings import first_day
 
 # Days are UTC days; the first one bounds the oldest event the store accepts. Partitions are
 # structure, not a run's configuration: every asset is defined over them when its module is
 # imported, so the setting is read here, once per process, by every process that loads the code
 # (code server, run workers, make targets) from the same environment.
-FIRST_DAY = str(Settings.from_env().first_day)
+FIRST_DAY = str(first_day())
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 
 

@@ -161,9 +161,12 @@ def plan(
     source: dict[str, dict[dt.date, DayRecord]] = {
         n: dict(stored.raw.get(n, {})) for n in declared.raw_tables
     }
+    # days stored before the first partition (it was moved later) are no partitions any more:
+    # nothing is planned for them
+    first = declared.first_day
     if landing is not None:
         for name in declared.raw_tables:
-            span = [*source[name]]
+            span = [d for d in source[name] if d >= first]
             if first_event is not None and newest is not None:
                 lookback = first_event - dt.timedelta(days=declared.lookback_days)
                 span += [max(lookback, declared.first_day), newest]
@@ -185,7 +188,7 @@ def plan(
     # set has days (stored, or computed by this plan)
     spans: dict[str, list[dt.date]] = {}
     for name in declared.feature_sets:
-        spans[name] = [*stored.features.get(name, {})]
+        spans[name] = [d for d in stored.features.get(name, {}) if d >= first]
         if first_event is not None and newest is not None:
             spans[name] += [max(first_event, declared.first_day), newest + dt.timedelta(days=1)]
     if today is not None and all(spans.values()):
@@ -226,7 +229,7 @@ def plan(
         mirror[name] = [
             day
             for day, record in sorted(stored.features.get(name, {}).items())
-            if day not in recomputed and mirrored.get(day) != record.token
+            if day >= first and day not in recomputed and mirrored.get(day) != record.token
         ]
 
     # 4. training sets

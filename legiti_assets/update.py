@@ -127,10 +127,12 @@ def update(
     *,
     parent: dg.DagsterRun | None = None,
     run_resources: Mapping[str, object] | None = None,
+    resource_config: Mapping[str, object] | None = None,
     log: Callable[[str], None] = lambda _line: None,
 ) -> UpdateReport:
     """Run the update, its runs attributed to what launched `parent` (the update's run, if
-    any) and bound to `run_resources` (default: `resources`), telling `log` the plan and each
+    any) and bound to `run_resources` (default: `resources`) configured by `resource_config`
+    (the update run's own, so they write the store it read), telling `log` the plan and each
     run as it ends; raise RunFailed naming the assets of a failed run, LandingFileError naming
     the file, line and field of an invalid landing."""
     data_dir, spark, online_store = (
@@ -166,7 +168,12 @@ def update(
             if job_for(step.assets) != INGEST_EVENTS:
                 landing_kept.close()
             result = run_step(
-                step, instance, run_resources or resources, {UPDATE_TAG: report.update_id}, parent
+                step,
+                instance,
+                run_resources or resources,
+                {UPDATE_TAG: report.update_id},
+                parent,
+                resource_config,
             )
             log(f"run {number} of {len(plan.steps)} succeeded: {result.run_id}")
             _add_results(report, result)
@@ -194,6 +201,9 @@ def update_store(
             # run records its job's snapshot, which re-execution compares with the loaded job's
             run_resources={
                 n: d for n, d in context.job_def.resource_defs.items() if n in resources
+            },
+            resource_config={
+                n: c for n, c in context.run_config.get("resources", {}).items() if n in resources
             },
             log=context.log.info,
         )

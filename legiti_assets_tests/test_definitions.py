@@ -16,7 +16,7 @@ from legiti_assets.executor import build_resources
 from legiti_assets.feature_sets import FEATURE_SETS
 from legiti_assets.partitions import daily_partitions
 from legiti_assets.resources import DataDir, SparkResource
-from legiti_assets.settings import FIRST_DAY_ENV, SENSOR_INTERVAL_ENV, Settings
+from legiti_assets.settings import FIRST_DAY_ENV, SENSOR_INTERVAL_ENV, Settings, first_day
 from legiti_assets_tests.imports import cycles, import_graph
 
 ASSET_GROUPS = {
@@ -88,7 +88,7 @@ def test_partitions_start_at_the_first_day_a_setting_names() -> None:
     assert shown == "['2016-02-29'] 2016-02-29"
     for wrong in ("2016-02-30", "20160229", "1969-12-31", "yesterday"):
         with pytest.raises(ValueError, match=f"{FIRST_DAY_ENV}='{wrong}': expected a day"):
-            Settings.from_env({FIRST_DAY_ENV: wrong})
+            first_day({FIRST_DAY_ENV: wrong})
 
 
 def test_feature_sets_show_entity_key_and_windows() -> None:
@@ -127,6 +127,24 @@ def test_the_planner_needs_neither_spark_nor_dagster() -> None:
     ).stdout.split()
     assert "legiti_assets.planner" in loaded
     assert not [m for m in loaded if m.split(".")[0] in ("pyspark", "dagster", "py4j")]
+
+
+@pytest.mark.parametrize(
+    ("module", "what_to_do"),
+    [
+        ("legiti_assets.event_log", "Remove the event_log_storage block"),
+        ("legiti_assets.attribution", "Check JobDefinition.execute_in_process"),
+    ],
+)
+def test_the_modules_on_dagster_internals_refuse_an_unverified_version(
+    module: str, what_to_do: str
+) -> None:
+    script = f"import dagster; dagster.__version__ = '1.99.0'\nimport {module}\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert f"ImportError: {module}" in done.stderr
+    assert "verified with Dagster 1.13.27, not 1.99.0" in done.stderr
+    assert what_to_do in done.stderr
 
 
 def test_the_sensor_interval_is_a_setting() -> None:

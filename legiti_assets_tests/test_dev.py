@@ -111,6 +111,10 @@ def test_a_dropped_file_reaches_both_stores_without_a_click(
         "DAGSTER_HOME": str(home),
         "DAGSTER_PORT": str(_free_port()),
     }
+    # the instance's storage exists before make dev starts: this test's reads of it would
+    # otherwise race make dev to create it ("table alembic_version already exists")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     with open(log, "wb") as out:
         dev = subprocess.Popen(
             _make_dev(),

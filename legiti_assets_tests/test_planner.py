@@ -262,3 +262,10 @@ def test_a_correction_reaches_the_lookback_after_it() -> None:
     assert again.steps[0].reasons == (
         "user_orders: 11 days: 2020-01-01..2020-01-11, declaration changed",
     )
+    # the first partition moved later: the days stored before it are planned no more, even
+    # where the landing no longer holds their rows
+    later = replace(declared, first_day=day(5))
+    moved = plan(later, stored, {"order_events": {d: "1:1" for d in raw if d >= day(5)}})
+    assert moved.ingest == {"order_events": [], "chargeback_events": []}
+    assert moved.compute == {"user_orders": []} and moved.mirror == {}
+    assert not moved
