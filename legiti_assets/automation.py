@@ -1,15 +1,16 @@
 """What keeps the store current without a click; both run by default under `make dev`.
 
 - The landing sensor: when the landing's files change (added, rewritten or removed, and
-  settled), one run of the `update` job: it plans from the landing and runs the plan
-  (`legiti_assets.update`). Its request says which files changed.
+  settled), one run of the `update` job: it plans from the landing, through the day it runs,
+  and runs the plan (`legiti_assets.update`). Its request says which files changed.
 - `daily_schedule`: after 00:00 UTC, the planner's steps through the new day (and any day since
   the last one stored, or gone stale), from the stored records alone: the states of day D count
   the events of D - window .. D - 1, so they change every day even when no event arrives, as
   windows slide.
 
-Raw days are not the schedule's: a raw day is complete once its events have landed, which the
-sensor sees; the schedule's day D reads the raw days the sensor ingested.
+Raw days are not the schedule's: a raw day is what has landed for it, which the sensor sees;
+the schedule's day D reads the raw days the sensor's updates ingested (D's own raw day is the
+next update's, once files land that day).
 """
 
 import datetime as dt

@@ -7,7 +7,8 @@ days (Dagster runs a partitioned asset over one range per run, dagster-io/dagste
 training sets, which are not partitioned. Its reasons say why each asset is in it.
 
 1. Raw days whose stored rows are not the landing's, from the first feature day's lookback to
-   the newest event.
+   the newest event, and on to `today`: a day nothing has landed for is stored empty, and
+   rewritten if events land for it later.
 2. Feature-set days never computed, or computed under another declaration or from other source
    rows than the source will hold once step 1 has run: every day from the first event's (the
    training sets need them all) to the day after the newest event (the first whose states
@@ -145,8 +146,8 @@ def plan(
 ) -> Plan:
     """The steps that bring the store up to date with `landing` (each raw table's day
     fingerprints; None: the raw tables are taken as they are, their days with rows as the
-    events) and extend the feature sets through `today` once every one has days (None: through
-    the day after the newest event)."""
+    events) and extend the raw tables (with a landing) and the feature sets (once every one has
+    days) through `today` (None: through the newest event, and the day after it)."""
     if landing is not None:
         event_days = [day for days in landing.values() for day in days]
     else:
@@ -170,6 +171,8 @@ def plan(
             if first_event is not None and newest is not None:
                 lookback = first_event - dt.timedelta(days=declared.lookback_days)
                 span += [max(lookback, declared.first_day), newest]
+            if span and today is not None:
+                span.append(today)
             days = (
                 raw_days_to_ingest(landing.get(name, {}), source[name], min(span), max(span))
                 if span

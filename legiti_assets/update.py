@@ -38,6 +38,7 @@ from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 UPDATE = "update"
 UPDATE_TAG = "legiti/update"
 REPORT = "report"  # the update output's metadata entry: its report, one line an item
+TODAY_TAG = "legiti/today"  # the day an update brings everything through (default: the UTC date)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class UpdateReport:
     keys whose state a correction replaced or removed, and the runs it launched."""
 
     update_id: str
+    today: dt.date | None = None
     landing_files: int = 0
     landing_orders: int = 0
     ingested: dict[str, list[dt.date]] = field(default_factory=dict)
@@ -62,7 +64,7 @@ class UpdateReport:
     def lines(self) -> list[str]:
         lines = [
             f"update {self.update_id}: landing of {self.landing_files} file(s), "
-            f"{self.landing_orders} orders"
+            f"{self.landing_orders} orders" + (f", through {self.today}" if self.today else "")
         ]
         for name, days in self.ingested.items():
             lines.append(f"{name}: ingested {describe(days)}")
@@ -89,6 +91,7 @@ class UpdateReport:
     def tags(self) -> dict[str, str]:
         """The summary recorded on the update's run."""
         return {
+            **({TODAY_TAG: str(self.today)} if self.today else {}),
             **{f"legiti/ingested/{n}": describe(d) for n, d in self.ingested.items()},
             **{f"legiti/recomputed/{n}": describe(d) for n, d in self.recomputed.items()},
             **{
@@ -129,12 +132,14 @@ def update(
     run_resources: Mapping[str, object] | None = None,
     resource_config: Mapping[str, object] | None = None,
     log: Callable[[str], None] = lambda _line: None,
+    today: dt.date | None = None,
 ) -> UpdateReport:
-    """Run the update, its runs attributed to what launched `parent` (the update's run, if
-    any) and bound to `run_resources` (default: `resources`) configured by `resource_config`
-    (the update run's own, so they write the store it read), telling `log` the plan and each
-    run as it ends; raise RunFailed naming the assets of a failed run, LandingFileError naming
-    the file, line and field of an invalid landing."""
+    """Run the update through `today` (None: through the newest event and the day after it),
+    its runs attributed to what launched `parent` (the update's run, if any) and bound to
+    `run_resources` (default: `resources`) configured by `resource_config` (the update run's
+    own, so they write the store it read), telling `log` the plan and each run as it ends;
+    raise RunFailed naming the assets of a failed run, LandingFileError naming the file, line
+    and field of an invalid landing."""
     data_dir, spark, online_store = (
         resources["data_dir"],
         resources["spark"],
@@ -152,16 +157,18 @@ def update(
         landing, orders = observe.landing(spark.spark_session, data_dir)
         with online_store.open() as store:
             stored = observe.stored(data_dir, store)
-        plan = planner.plan(declared, stored, landing)
+        plan = planner.plan(declared, stored, landing, today)
         report = UpdateReport(
             update_id=uuid.uuid4().hex[:8],
+            today=today,
             landing_files=files,
             landing_orders=orders,
             ingested=dict(plan.ingest),
             recomputed=dict(plan.compute),
             mirrored=dict(plan.mirror),
         )
-        log(f"planned {len(plan.steps)} run(s) over a landing of {orders} orders")
+        through = f", through {today}" if today else ""
+        log(f"planned {len(plan.steps)} run(s) over a landing of {orders} orders{through}")
         for number, step in enumerate(plan.steps, 1):
             log(f"run {number}: {', '.join(step.assets)}: {'; '.join(step.reasons)}")
         for number, step in enumerate(plan.steps, 1):
@@ -206,6 +213,7 @@ def update_store(
                 n: c for n, c in context.run_config.get("resources", {}).items() if n in resources
             },
             log=context.log.info,
+            today=update_day(context.dagster_run),
         )
     except (LandingFileError, RunFailed) as error:
         raise dg.Failure(description=str(error)) from error
@@ -222,6 +230,13 @@ def update_store(
             "run_ids": ", ".join(report.run_ids),
         },
     )
+
+
+def update_day(run: dg.DagsterRun) -> dt.date:
+    """The day an update run brings everything through: its tag's, or the UTC date now, so
+    every partition through today is stored and the online store holds today's states."""
+    tag = run.tags.get(TODAY_TAG)
+    return dt.date.fromisoformat(tag) if tag else dt.datetime.now(dt.UTC).date()
 
 
 def report_lines(events: Iterable[dg.DagsterEvent]) -> list[str]:

@@ -18,7 +18,7 @@ from legiti_assets.executor import QUIET, REASON_TAG
 from legiti_assets.jobs import COMPUTE_FEATURES
 from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
-from legiti_assets.update import UPDATE, report_lines
+from legiti_assets.update import TODAY_TAG, UPDATE, report_lines, update_day
 from legiti_assets_tests.helpers import feature_rows, resources_for, t
 
 HEADER = "order_id,order_timestamp,cpf,chargeback_timestamp\n"
@@ -158,23 +158,30 @@ def test_the_sensor_launches_one_update_per_landing_change(sample_dir) -> None:
     result = attribution.execute(
         built.resolve_job_def(UPDATE),
         instance,
-        tags={**changed.run_requests[0].tags, "dagster/sensor_name": "landing_sensor"},  # type: ignore[index]
+        # the day the update runs: the store is brought through it
+        tags={
+            **changed.run_requests[0].tags,  # type: ignore[index]
+            "dagster/sensor_name": "landing_sensor",
+            TODAY_TAG: "2020-07-19",
+        },
         run_config=QUIET,
     )
     assert result.success
     lines = report_lines(result.all_events)
     assert lines[1:] == [
-        "order_events: ingested 1 day: 2020-07-17",
-        "chargeback_events: ingested none",
-        "user_orders: recomputed 1 day: 2020-07-18",
-        "user_orders_online: 1 states written, 0 keys reconciled (0 back to an earlier state, "
+        # through the update's day: the days nothing landed for are stored empty
+        "order_events: ingested 3 days: 2020-07-17..2020-07-19",
+        "chargeback_events: ingested 2 days: 2020-07-18..2020-07-19",
+        "user_orders: recomputed 2 days: 2020-07-18..2020-07-19",
+        # w's first state, and x's as its window slides past h
+        "user_orders_online: 2 states written, 0 keys reconciled (0 back to an earlier state, "
         "0 removed)",
-        # the day after the newest event is every feature set's new day
-        "user_chargebacks: recomputed 1 day: 2020-07-18",
+        "user_chargebacks: recomputed 2 days: 2020-07-18..2020-07-19",
         "user_chargebacks_online: 1 states written, 0 keys reconciled (0 back to an earlier "
         "state, 0 removed)",
         "awesome_dataset: rebuilt, 10 rows",
-        f"3 run(s) tagged legiti/update={lines[0].split()[1][:-1]}",
+        # the raw tables' ranges differ: one run each
+        f"4 run(s) tagged legiti/update={lines[0].split()[1][:-1]}",
     ], lines
     assert ("w", t("2020-07-18"), 1, 1, 1) in feature_rows(sample_dir, "user_orders")
     _attributed_to_the_sensor(instance, result.dagster_run, built)
@@ -192,12 +199,13 @@ def _attributed_to_the_sensor(
     """The update's run and the runs it executed are the code location's, launched by the
     sensor; the update's run holds the summary and logged its plan before its runs started."""
     location = "__repository__@legiti_assets.definitions"  # workspace.yaml's code location
-    assert update.tags["legiti/ingested/order_events"] == "1 day: 2020-07-17"
-    assert update.tags["legiti/recomputed/user_orders"] == "1 day: 2020-07-18"
+    assert update.tags["legiti/ingested/order_events"] == "3 days: 2020-07-17..2020-07-19"
+    assert update.tags["legiti/recomputed/user_orders"] == "2 days: 2020-07-18..2020-07-19"
     inner = instance.get_runs(dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: update.run_id}))
     assert sorted(run.job_name for run in inner) == [
         COMPUTE_FEATURES,
         COMPUTE_FEATURES,
+        "ingest_events",
         "ingest_events",
     ]
     # the job page lists a job's runs by this tag
@@ -213,7 +221,7 @@ def _attributed_to_the_sensor(
         ran = lineage.parent_snapshot_id if lineage else run.job_snapshot_id
         assert ran == job.get_job_snapshot_id(), run.job_name
     messages = [(entry.timestamp, entry.user_message) for entry in instance.all_logs(update.run_id)]
-    planned = next(when for when, message in messages if message.startswith("planned 3 run(s)"))
+    planned = next(when for when, message in messages if message.startswith("planned 4 run(s)"))
     records = instance.get_run_records(
         dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: update.run_id})
     )
@@ -232,3 +240,12 @@ def test_the_sensor_waits_while_an_update_runs(sample_dir) -> None:
     assert waiting.skip_message == f"update run {running.run_id} is in progress"
     instance.report_run_failed(running)
     assert len(_sense(sample_dir, instance, None).run_requests or []) == 1
+
+
+def test_an_update_runs_through_its_tagged_day_or_the_utc_date() -> None:
+    job = defs.resolve_job_def(UPDATE)
+    tagged = dg.DagsterRun(job_name=job.name, tags={TODAY_TAG: "2020-07-19"})
+    assert update_day(tagged) == dt.date(2020, 7, 19)
+    before = dt.datetime.now(dt.UTC).date()
+    untagged = update_day(dg.DagsterRun(job_name=job.name))
+    assert before <= untagged <= dt.datetime.now(dt.UTC).date()

@@ -154,6 +154,8 @@ def test_a_plan_covers_every_stale_day_once_and_never_a_fresh_one(world) -> None
             lookback = max(f.lookback_days for f in declared.feature_sets.values())
             span += [max(min(events) - dt.timedelta(days=lookback), declared.first_day)]
             span += [max(events)]
+        if span and today:
+            span.append(today)
         for d in day_range(min(span), max(span)) if span else []:
             assert after.raw[name][d].content == landing[name].get(d, EMPTY), (name, d)
     spans = {n: list(stored.features[n]) for n in declared.feature_sets}

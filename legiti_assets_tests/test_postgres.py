@@ -20,7 +20,7 @@ from legiti_assets.definitions import definitions, defs
 from legiti_assets.executor import QUIET
 from legiti_assets.jobs import COMPUTE_FEATURES, INGEST_EVENTS
 from legiti_assets.resources import DataDir
-from legiti_assets.update import UPDATE, UPDATE_TAG
+from legiti_assets.update import TODAY_TAG, UPDATE, UPDATE_TAG
 from legiti_assets_tests.helpers import SAMPLE, feature_rows, resources_for, t
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_main_job_and_sensor_on_postgres(tmp_path, monkeypatch, postgres_url) ->
         job = definitions(resources_for(data)).resolve_job_def(UPDATE)
         result = job.execute_in_process(
             instance=instance,
-            tags=tick.run_requests[0].tags,  # type: ignore[index]
+            tags={**tick.run_requests[0].tags, TODAY_TAG: "2020-07-18"},  # type: ignore[index]
             run_config=QUIET,
         )
         assert result.success

@@ -21,6 +21,7 @@ from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.engine import TIMESTAMP
 from legiti_assets.landing import LandingFileError
 from legiti_assets.online import open_online_store
+from legiti_assets.records import day_range
 from legiti_assets.resources import DataDir, OnlineStoreResource
 from legiti_assets.update import UPDATE_TAG, update
 from legiti_assets_tests.helpers import (
@@ -117,6 +118,11 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     """b moved to another day, z's only order (d) withdrawn, h's chargeback reported in a drop."""
     instance = dg.DagsterInstance.ephemeral()
     resources = resources_for(sample_dir)
+    # the README's example: the store brought through a later day first, then corrected on it
+    through = dt.date(2020, 8, 20)
+    assert update(instance, resources, today=through).ingested["order_events"] == day_range(
+        dt.date(2020, 7, 18), through
+    )
     landing = sample_dir / "order_events"
     sample = SAMPLE.read_text().splitlines(keepends=True)
     (landing / "input.csv").write_text("".join(line for line in sample if line[:2] != "d,"))
@@ -125,15 +131,17 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     )
     before = _data_files(sample_dir)
     built_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # naive: UTC
-    report = update(instance, resources)
+    report = update(instance, resources, today=through)
+    assert report.lines()[0].endswith("landing of 2 file(s), 8 orders, through 2020-08-20")
     assert report.lines()[1:] == [
         # b's old and new day, d's day, h's order day (its record holds the chargeback)
         "order_events: ingested 4 days: 2020-04-12, 2020-04-20, 2020-05-11, 2020-07-15",
         "chargeback_events: ingested 1 day: 2020-07-16",
-        "user_orders: recomputed 62 days: 2020-04-13..2020-06-11, 2020-07-16..2020-07-17",
-        "user_orders_online: 2 states written, 1 keys reconciled (0 back to an earlier state, "
+        # each changed day's windows
+        "user_orders: recomputed 91 days: 2020-04-13..2020-06-11, 2020-07-16..2020-08-15",
+        "user_orders_online: 1 states written, 1 keys reconciled (0 back to an earlier state, "
         "1 removed)",
-        "user_chargebacks: recomputed 1 day: 2020-07-17",
+        "user_chargebacks: recomputed 31 days: 2020-07-17..2020-08-16",
         "user_chargebacks_online: 1 states written, 0 keys reconciled (0 back to an earlier "
         "state, 0 removed)",
         "awesome_dataset: rebuilt, 8 rows",
@@ -164,7 +172,7 @@ def test_a_corrected_sample_converges(sample_dir, spark, tmp_path) -> None:
     assert updated == _from_scratch(sample_dir, tmp_path, instance)
     _online_matches(sample_dir, spark)
     # nothing changed since: nothing is rewritten
-    again = update(instance, resources)
+    again = update(instance, resources, today=through)
     assert not again.changed
     assert again.lines()[-1] == "everything is up to date: nothing was rewritten"
     # yesterday's training set, rebuilt after today's corrections: as the store knew it before

@@ -3,14 +3,16 @@
 and starts once the update has finished. Dagster's daemon and webserver over the repository's
 workspace and deploy/dagster.yaml, on a copy of the sample.
 
-Then the Runs page and a job's page show what launched each run.
+Then the Runs page and a job's page show what launched each run, and the lineage's collapsed
+groups read materialized: the update stored every partition through today.
 
 Needs `LEGITI_UI_TESTS=1` (`make test-ui`); saves docs/screenshots/backfill-queued.png,
-runs-launched-by-sensor.png and job-runs.png.
+runs-launched-by-sensor.png, job-runs.png and lineage-groups.png.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from legiti_assets.definitions import defs
 from legiti_assets_tests.cluster.processes import (
     REPO,
     sample_env,
@@ -149,7 +152,11 @@ def test_the_runs_page_names_the_sensor_behind_every_update_run(
         assert run["status"] == "SUCCESS", run
     # the update's report is on its own run
     update_tags = {t["key"]: t["value"] for t in update["tags"]}
-    assert update_tags["legiti/ingested/order_events"] == "797 days: 2018-05-12..2020-07-16"
+    # the sample's days and every day since, through the day the update ran
+    first, today = dt.date(2018, 5, 12), dt.date.fromisoformat(update_tags["legiti/today"])
+    assert abs(today - dt.datetime.now(dt.UTC).date()) <= dt.timedelta(days=1)
+    days = (today - first).days + 1
+    assert update_tags["legiti/ingested/order_events"] == f"{days} days: {first}..{today}"
     # what the UI compares to warn that a re-execution "may be a different version": the run's
     # code location and the snapshot of the job it ran (its parent's, for an asset subset)
     loaded = _loaded_jobs(url)
@@ -174,3 +181,37 @@ def test_the_runs_page_names_the_sensor_behind_every_update_run(
             expect(page.locator(f'a[href="/runs/{run["runId"]}"]').first).to_be_visible()
     expect(page.get_by_text("No runs found")).to_have_count(0)
     _screenshot(page, "job-runs")
+
+
+def test_every_collapsed_group_reads_materialized(dagster_dev: str, page: Page) -> None:
+    """After the tests above: the update stored every partition through today, so no collapsed
+    group counts an asset as never materialized (Dagster counts one with any missing
+    partition so)."""
+    url = dagster_dev
+    groups: dict[str, int] = {}
+    for spec in defs.resolve_all_asset_specs():
+        groups[str(spec.group_name)] = groups.get(str(spec.group_name), 0) + 1
+    page.goto(f"{url}/asset-groups")
+    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    page.get_by_role("button", name="settings", exact=True).click()
+    collapse = page.get_by_role("menuitem", name="Collapse all groups")
+    if collapse.count():
+        collapse.click()
+    else:  # collapsed already
+        page.keyboard.press("Escape")
+    page.reload()
+    nodes = {
+        group: page.locator("foreignObject").filter(has=page.locator(f'[data-tooltip="{group}"]'))
+        for group in groups
+    }
+    for group, size in groups.items():
+        expect(nodes[group]).not_to_contain_text("fetching statuses", timeout=60_000)
+        # its name and one badge, the materialized count: none counting assets never
+        # materialized, failed or in progress
+        expect(nodes[group]).to_have_text(f"{group}{size}")
+    _screenshot(page, "lineage-groups")
+    for group, size in groups.items():
+        nodes[group].get_by_text(str(size), exact=True).hover()
+        tooltip = f"{size} materialized asset{'s' if size > 1 else ''}"
+        expect(page.get_by_text(tooltip, exact=True)).to_be_visible()
+        page.mouse.move(0, 0)
