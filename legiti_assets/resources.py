@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -211,6 +212,10 @@ class SparkResource(LazyPySparkResource):
                 # the driver binds to loopback: say so before the JVM starts, so it does not
                 # warn that the host name resolves to a loopback address
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+                # local Python workers (the Redis online store's writers) run this interpreter,
+                # with its packages, not whichever python3 is first on PATH; pyspark reads only
+                # the variable, when the context starts. A cluster's executors are told by theirs.
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             # unless spark_config picks one, or the process's session is reused (the runs an
             # update executes in its own process): the UI server binds SPARK_LOCAL_IP, else any
             pick_ui_port = "spark.ui.port" not in config and not _session_running()

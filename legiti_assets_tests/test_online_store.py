@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +32,7 @@ from legiti_assets.online import (
     FLOAT,
     INT,
     FeatureSetTable,
+    Loaded,
     OnlineStore,
     RedisOnlineStore,
     SQLiteOnlineStore,
@@ -821,6 +825,13 @@ _ops = st.lists(
             st.lists(st.sampled_from("abc"), max_size=3),
             st.tuples(st.integers(0, 5), st.integers(0, 5)),
         ),
+        st.tuples(
+            st.just("load"),  # at most one state per key
+            st.dictionaries(
+                st.sampled_from("abc"), st.tuples(st.integers(0, 5), st.integers(0, 9)), max_size=3
+            ),
+            st.none() | st.integers(0, 5),
+        ),
     ),
     max_size=6,
 )
@@ -831,8 +842,8 @@ _ops = st.lists(
 )
 @given(ops=_ops)
 def test_matches_model_with_replacing_and_removing(store: OnlineStore, ops: list) -> None:
-    """Writes with and without a replace bound, and range deletes, match a simple model; keys,
-    count and newest timestamp agree with it after every step."""
+    """Writes and loads with and without a replace bound, and range deletes, match a simple
+    model; keys, count and newest timestamp agree with it after every step."""
     table = FeatureSetTable(next(_table_names), "cpf", ("n",))
     model: dict[str, tuple[int, int]] = {}
 
@@ -850,6 +861,20 @@ def test_matches_model_with_replacing_and_removing(store: OnlineStore, ops: list
             rows = [(key, at(day), [value]) for key, day, value in items]
             until = None if bound is None else at(bound)
             assert store.write_latest(table, rows, replace_until=until) == expected
+        elif op == "load":
+            offered: dict[datetime, int] = {}
+            applied: dict[datetime, int] = {}
+            for key, (day, value) in items.items():
+                offered[at(day)] = offered.get(at(day), 0) + 1
+                applied.setdefault(at(day), 0)
+                stored = model.get(key)
+                if stored is None or stored[0] <= day or (bound is not None and stored[0] <= bound):
+                    model[key] = (day, value)
+                    applied[at(day)] += 1
+            rows = [(key, at(day), [value]) for key, (day, value) in items.items()]
+            until = None if bound is None else at(bound)
+            loaded = store.load(table, [states_of(table, rows)], replace_until=until)
+            assert loaded == Loaded(dict(sorted(offered.items())), dict(sorted(applied.items())))
         else:
             low, high = bound
             gone = {k for k in items if k in model and low <= model[k][0] <= high}
@@ -909,3 +934,218 @@ def test_mirrored_days_are_recorded_per_feature_set(make_store: StoreFactory) ->
     store.record_mirrored(CHARGEBACKS, {})
     assert make_store().mirrored(ORDERS) == {"2020-06-01": "v1/a", "2020-06-02": "v1/c"}
     assert store.mirrored(CHARGEBACKS) == {}
+
+
+# --- Bulk loads: Arrow batches of states, what the online assets write ----------------------
+
+
+def states_of(
+    table: FeatureSetTable, rows: list[tuple[str, datetime, list[Any]]], types: Any = None
+) -> pa.RecordBatch:
+    """A batch as Spark hands it over: a string key, epoch seconds, one column per feature
+    (int64 for COUNT and INT, float64 for FLOAT unless `types` says otherwise)."""
+    types = types or [pa.float64() if t == FLOAT else pa.int64() for t in table.feature_types]
+    columns = [list(column) for column in zip(*(values for _, _, values in rows), strict=True)]
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([key for key, _, _ in rows], pa.string()),
+            pa.array([int(ts.timestamp()) for _, ts, _ in rows], pa.int64()),
+            *(
+                pa.array(values, kind)
+                for values, kind in zip(columns or [[]] * len(types), types, strict=True)
+            ),
+        ],
+        names=[table.key, "timestamp", *table.feature_columns],
+    )
+
+
+def test_load_never_regresses_and_counts_per_timestamp(store: OnlineStore) -> None:
+    store.write_latest(ORDERS, [("newer", DAY_2020_NEXT, [9, 9, 9]), ("older", DAY_2019, [8] * 3)])
+    batch = states_of(
+        ORDERS,
+        [
+            ("newer", DAY_2020, [1, 1, 1]),  # older than the stored state: skipped
+            ("older", DAY_2020, [2, 2, 2]),
+            ("new", DAY_2019, [3, 3, 3]),
+            ("same", DAY_2020, [4, 4, 4]),
+        ],
+    )
+    assert store.load(ORDERS, [batch]) == Loaded(
+        offered={DAY_2019: 1, DAY_2020: 3}, applied={DAY_2019: 1, DAY_2020: 2}
+    )
+    assert orders_of(store, "newer") == ((9, 9, 9), DAY_2020_NEXT)
+    assert orders_of(store, "older") == ((2, 2, 2), DAY_2020)
+    assert orders_of(store, "new") == ((3, 3, 3), DAY_2019)
+    # an equal timestamp overwrites: re-loading a day replaces it
+    again = states_of(ORDERS, [("same", DAY_2020, [5, 5, 5])])
+    assert store.load(ORDERS, [again]) == Loaded({DAY_2020: 1}, {DAY_2020: 1})
+    assert orders_of(store, "same") == ((5, 5, 5), DAY_2020)
+    assert store.count(ORDERS) == 4
+    assert store.latest_timestamp(ORDERS) == DAY_2020_NEXT
+
+
+def test_load_with_replace_until_takes_back_states_not_after_it(store: OnlineStore) -> None:
+    store.write_latest(ORDERS, [("a", DAY_2020_NEXT, [1, 1, 1]), ("b", DAY_2020_NEXT, [2, 2, 2])])
+    # a rewrite of days up to DAY_2020_NEXT: a's older state replaces the newer one
+    older_a = states_of(ORDERS, [("a", DAY_2019, [7, 7, 7])])
+    assert store.load(ORDERS, [older_a], replace_until=DAY_2020_NEXT) == Loaded(
+        {DAY_2019: 1}, {DAY_2019: 1}
+    )
+    assert orders_of(store, "a") == ((7, 7, 7), DAY_2019)
+    # a rewrite of days up to DAY_2020 leaves b's state of the day after alone
+    older_b = states_of(ORDERS, [("b", DAY_2019, [0, 0, 0])])
+    assert store.load(ORDERS, [older_b], replace_until=DAY_2020) == Loaded(
+        {DAY_2019: 1}, {DAY_2019: 0}
+    )
+    assert orders_of(store, "b") == ((2, 2, 2), DAY_2020_NEXT)
+    assert sorted(store.keys(ORDERS, since=DAY_2019, until=DAY_2019)) == ["a"]
+
+
+def test_load_of_nothing(store: OnlineStore) -> None:
+    assert store.load(ORDERS, []) == Loaded({}, {})
+    assert store.load(ORDERS, [states_of(ORDERS, [])]) == Loaded({}, {})
+    assert store.count(ORDERS) == 0
+
+
+def test_load_reads_back_as_write_latest_does(make_store: StoreFactory) -> None:
+    """Every typed case, each key its own batch with the column types Arrow infers (numpy,
+    Decimal, integral floats in a COUNT column, nulls only): the same values back."""
+    store = make_store()
+    batches = []
+    for key, (written, _) in TYPED_CASES.items():
+        columns = [pa.array([value]) for value in written]
+        batches.append(
+            pa.RecordBatch.from_arrays(
+                [pa.array([key]), pa.array([int(DAY_2020.timestamp())]), *columns],
+                names=["cpf", "timestamp", *TYPED.feature_columns],
+            )
+        )
+    loaded = store.load(TYPED, batches)
+    assert loaded == Loaded({DAY_2020: len(TYPED_CASES)}, {DAY_2020: len(TYPED_CASES)})
+    for key, (_, expected) in TYPED_CASES.items():
+        assert_exact(typed_of(store, key), expected)
+    nan = states_of(TYPED, [("nan", DAY_2020, [1, None, float("nan")])])
+    store.load(TYPED, [nan])
+    assert_exact(typed_of(store, "nan"), (1, None, None))
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("n_orders", pa.array([1, None], pa.int64()), "key 'k1': n_orders: a count cannot be null"),
+        ("n_orders", pa.array([1.0, 2.5]), "key 'k1': n_orders: 2.5 is not an integer"),
+        ("max_amount", pa.array(["1", "2"]), "key 'k0': max_amount: expected a number"),
+        ("max_amount", pa.array([True, False]), "key 'k0': max_amount: expected a number"),
+        ("avg_amount", pa.array([0.5, float("inf")]), "key 'k1': avg_amount: inf is not finite"),
+        ("cpf", pa.array([1, 2]), "the key cpf must be strings"),
+        ("cpf", pa.array(["k0", None]), "a null cpf"),
+        ("timestamp", pa.array([1, None], pa.int64()), "key 'k1': timestamp: a null timestamp"),
+        ("timestamp", pa.array([DAY_2020, DAY_2020]), "must be integer epoch seconds"),
+    ],
+)
+def test_load_refuses_an_invalid_batch_before_writing_it(
+    store: OnlineStore, column: str, values: pa.Array, message: str
+) -> None:
+    good = states_of(TYPED, [("k0", DAY_2020, [1, 2, 0.5]), ("k1", DAY_2020, [1, 2, 0.5])])
+    bad = good.set_column(good.schema.get_field_index(column), column, values)
+    with pytest.raises(ValueError, match=f"{TYPED.name}.*{message}"):
+        store.load(TYPED, [bad])
+    assert store.count(TYPED) == 0
+
+
+def test_load_refuses_states_without_a_feature_column(store: OnlineStore) -> None:
+    batch = states_of(ORDERS, [("k", DAY_2020, [1, 1, 1])]).drop_columns(
+        [ORDERS.feature_columns[0]]
+    )
+    with pytest.raises(ValueError, match="lack columns"):
+        store.load(ORDERS, [batch])
+
+
+def _indexes(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        indexes = [row[1] for row in conn.execute("PRAGMA index_list(user_orders)")]
+    return [name for name in indexes if not name.startswith("sqlite_autoindex")]
+
+
+def test_sqlite_load_is_one_transaction(tmp_path: Path) -> None:
+    """A bad state in a later batch leaves nothing of the load written, the timestamp index
+    (dropped for a load this large against the table) included."""
+    with SQLiteOnlineStore(tmp_path / "online.db") as store:
+        good = states_of(ORDERS, [("a", DAY_2020, [1, 1, 1])])
+        bad = states_of(ORDERS, [("b", DAY_2020, [1, None, 1])])
+        with pytest.raises(ValueError, match="a count cannot be null"):
+            store.load(ORDERS, [good, bad])
+        assert store.count(ORDERS) == 0
+        assert store.partition_writer(ORDERS) is None
+        # the index is rebuilt by a large load, kept by a small one
+        by_timestamp = ["user_orders__by_timestamp"]
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        many = [(f"k{i}", DAY_2019, [1, 1, 1]) for i in range(20)]
+        assert store.load(ORDERS, [states_of(ORDERS, many)]).total_applied == 20
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        assert store.load(ORDERS, [states_of(ORDERS, [("k0", DAY_2020, [2, 2, 2])])]) == Loaded(
+            {DAY_2020: 1}, {DAY_2020: 1}
+        )
+        assert _indexes(tmp_path / "online.db") == by_timestamp
+        assert store.keys(ORDERS, since=DAY_2020) == ["k0"]
+        assert len(store.keys(ORDERS, until=DAY_2019)) == 19
+
+
+def test_large_load_spans_statements_calls_and_round_trips(store: OnlineStore) -> None:
+    """More states than a round trip of Redis calls (10,000) and a remainder of a call and of
+    an SQLite statement (500 rows each), in batches of uneven sizes; every 7th key holds a
+    newer state."""
+    n = 21_234
+    store.write_latest(ORDERS, [(f"{i:011d}", DAY_2020_NEXT, [9, 9, 9]) for i in range(0, n, 7)])
+    rows = [
+        (f"{i:011d}", DAY_2020 if i % 2 else DAY_2019, [i % 3, i % 7, i % 30]) for i in range(n)
+    ]
+    batches = [states_of(ORDERS, rows[a:b]) for a, b in ((0, 3), (3, 12_000), (12_000, n))]
+    stale_2019 = len(range(0, n, 14))  # even multiples of 7
+    stale_2020 = len(range(7, n, 14))
+    assert store.load(ORDERS, batches) == Loaded(
+        offered={DAY_2019: n // 2, DAY_2020: n // 2},
+        applied={DAY_2019: n // 2 - stale_2019, DAY_2020: n // 2 - stale_2020},
+    )
+    assert store.count(ORDERS) == n
+    assert orders_of(store, f"{0:011d}") == ((9, 9, 9), DAY_2020_NEXT)
+    assert orders_of(store, f"{12_345:011d}") == ((0, 4, 15), DAY_2020)
+    assert orders_of(store, f"{n - 1:011d}") == ((2, 2, 23), DAY_2020)
+    assert orders_of(store, f"{n - 2:011d}") == ((1, 1, 22), DAY_2019)
+
+
+@needs_redis
+def test_redis_partition_writer_pickles_and_writes_what_write_latest_writes() -> None:
+    """What Spark ships to an executor: it pickles, and once unpickled it opens its own
+    connection and stores the same strings as `write_latest`."""
+    assert REDIS_URL
+    prefix = f"legiti_test_{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(REDIS_URL)
+    rows: list[tuple[str, datetime, list[Any]]] = [
+        ("a", DAY_2020, [2, None, 0.1]),
+        ("b", DAY_2020, [0, -3, 3.0]),
+        ("c:d", DAY_2019, [1, 7, 1e-300]),
+        ("é\r\n", DAY_2020, [1, 2, -0.0]),
+    ]
+    try:
+        with RedisOnlineStore(REDIS_URL, key_prefix=prefix) as store:
+            writer = store.partition_writer(TYPED, replace_until=DAY_2020)
+            shipped = pickle.loads(pickle.dumps(writer))
+            assert shipped == writer
+            [counts] = list(shipped(iter([states_of(TYPED, rows)])))
+            assert counts.to_pydict() == {
+                "timestamp": [int(DAY_2019.timestamp()), int(DAY_2020.timestamp())],
+                "offered": [1, 3],
+                "applied": [1, 3],
+            }
+            loaded = {k: client.hgetall(store.state_key(TYPED, k)) for k, _, _ in rows}
+        with RedisOnlineStore(REDIS_URL, key_prefix=f"{prefix}_w") as store:
+            store.write_latest(TYPED, rows)
+            written = {k: client.hgetall(store.state_key(TYPED, k)) for k, _, _ in rows}
+            assert sorted(store.keys(TYPED)) == sorted(k for k, _, _ in rows)
+        assert loaded == written
+        assert loaded["é\r\n"][b"avg_amount"] == b"0.0"
+    finally:
+        client.close()
+        _flush_prefix(REDIS_URL, prefix)
+        _flush_prefix(REDIS_URL, f"{prefix}_w")

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -23,11 +25,13 @@ from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import add_day_metadata, pin, read_days
-from legiti_assets.online import FLOAT, FeatureSetTable, OnlineStore, Row
+from legiti_assets.online import FLOAT, FeatureSetTable, Loaded, OnlineStore, Row
+from legiti_assets.online.base import LOAD_COUNTS
+from legiti_assets.online.values import TIMESTAMP_FIELD
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 from legiti_assets.schemas import state_schema
-from legiti_assets.spark_compat import python_rows
+from legiti_assets.spark_compat import arrow_batches, python_rows
 
 # Each day's metadata: how many of the day's states the store took (a key's latest of the run).
 DAY_STATES_APPLIED = "day_states_applied"
@@ -73,6 +77,46 @@ def _rows(states: DataFrame, table: FeatureSetTable) -> Iterator[Row]:
         yield key, dt.datetime.fromtimestamp(seconds, tz=dt.UTC), values
 
 
+# What the executors writing a store send back: a few rows of counts per partition.
+_LOAD_COUNTS_DDL = ", ".join(f"`{name}` bigint" for name in LOAD_COUNTS.names)
+
+
+def load_latest(
+    store: OnlineStore,
+    table: FeatureSetTable,
+    latest: DataFrame,
+    replace_until: dt.datetime | None = None,
+) -> Loaded:
+    """Write `latest` (at most one row per key) into the store by its rule (`write_latest`).
+
+    A store the executors can reach (Redis) is written by them, each partition through its own
+    connection; only counts per timestamp come back. A local file (SQLite) is loaded here in
+    bulk, from Arrow batches.
+    """
+    # epoch seconds: Spark's cast of a timestamp to long floors, as `to_epoch_seconds` does
+    selected = latest.select(
+        table.key, F.col(TIMESTAMP).cast("long").alias(TIMESTAMP_FIELD), *table.feature_columns
+    )
+    writer = store.partition_writer(table, replace_until=replace_until)
+    if writer is None:
+        return store.load(table, arrow_batches(selected), replace_until=replace_until)
+    # in timestamp then key order, each key joins the store's index of keys by timestamp (a
+    # Redis sorted set) next to the one before, whose nodes the server still has in cache
+    ordered = selected.sortWithinPartitions(TIMESTAMP_FIELD, table.key)
+    return Loaded.of(python_rows(ordered.mapInArrow(writer, _LOAD_COUNTS_DDL)))
+
+
+def keys_not_in(keys: list[str], states: DataFrame, spec: FeatureSetSpec) -> list[str]:
+    """Those of `keys` (in order) that no row of `states` has."""
+    distinct = states.select(spec.key).distinct()
+    present = [b.column(0).cast(pa.string()) for b in arrow_batches(distinct)]
+    if not present:
+        return keys
+    candidates = pa.array(keys, pa.string())
+    found = pc.is_in(candidates, value_set=pa.concat_arrays(present))
+    return candidates.filter(pc.invert(found)).to_pylist()
+
+
 @dataclass(frozen=True)
 class Mirrored:
     """What `mirror_days` did: the run's counters, and how many states of each day the store
@@ -96,40 +140,34 @@ def mirror_days(
     table = ONLINE_TABLES[spec.name]
     since, until = midnight(days[0]), midnight(days[-1])
     # before writing: afterwards every key of the range is dated in it
-    orphans = set(store.keys(table, since, until))
-    offered = Counter[dt.date]()
-
-    def latest() -> Iterator[Row]:
-        for row in _rows(latest_per_key(states, spec), table):
-            offered[row[1].date()] += 1
-            orphans.discard(row[0])
-            yield row
-
-    applied = store.write_latest(table, latest(), replace_until=until)
+    dated = sorted(store.keys(table, since, until))
+    # states the rewritten days no longer hold (none, unless the store has states in the range)
+    orphans = keys_not_in(dated, states, spec) if dated else []
+    loaded = load_latest(store, table, latest_per_key(states, spec), replace_until=until)
     restored = removed = 0
     if orphans:
-        # states the rewritten days no longer hold: back to each key's latest earlier row
-        keys = spark.createDataFrame([(k,) for k in sorted(orphans)], f"`{spec.key}` string")
+        # back to each orphan's latest earlier row
+        keys = spark.createDataFrame([(k,) for k in orphans], f"`{spec.key}` string")
         before = stored_states(spark, data_dir, spec, days[0], as_of).join(
             keys, spec.key, "left_semi"
         )
-        earlier = list(_rows(latest_per_key(before, spec), table))
-        restored = store.write_latest(table, earlier, replace_until=until)
-        gone = orphans - {row[0] for row in earlier}
-        removed = store.delete(table, sorted(gone), since=since, until=until)
-    applied_per_day = dict(offered)
-    if applied < offered.total():
-        # the store kept newer states of some keys (a run of later days came first): which days
-        # lost rows only the store can tell, by the states it now holds of each day
-        applied_per_day = {d: len(store.keys(table, midnight(d), midnight(d))) for d in offered}
+        earlier = load_latest(store, table, latest_per_key(before, spec), replace_until=until)
+        restored = earlier.total_applied
+        # the restored states are dated before the range: only the orphans without an earlier
+        # row are still in it
+        removed = store.delete(table, orphans, since=since, until=until)
+    offered, applied = Counter[dt.date](), Counter[dt.date]()
+    for ts, n in loaded.offered.items():
+        offered[ts.date()] += n
+        applied[ts.date()] += loaded.applied[ts]
     return Mirrored(
         totals={
             "states_offered": offered.total(),
-            "states_applied": applied,
+            "states_applied": applied.total(),
             "keys_restored": restored,
             "keys_removed": removed,
         },
-        applied_per_day=applied_per_day,
+        applied_per_day={day: applied[day] for day in offered},
     )
 
 

@@ -14,6 +14,10 @@ Writes accept Python, numpy and Decimal numbers; NaN is stored as null, as butte
 return exactly the Python type of the column (int, float or None), and floats round-trip bit for
 bit, except that -0.0 is stored as 0.0.
 
+Rows are written one by one with ``write_latest``, or in bulk with ``load`` (Arrow batches, the
+same rule and conversions), which Spark's executors run on their partitions when the backend
+offers a ``partition_writer`` (Redis).
+
 Backends implement ``OnlineStore`` (``base.py``); ``open_online_store`` picks one from a URL:
 
 * ``SQLiteOnlineStore`` (``sqlite.py``): one file, one table per feature set.
@@ -29,7 +33,7 @@ HTTP.
 
 from __future__ import annotations
 
-from legiti_assets.online.base import OnlineStore
+from legiti_assets.online.base import Loaded, OnlineStore
 from legiti_assets.online.redis import RedisOnlineStore
 from legiti_assets.online.sqlite import SQLiteOnlineStore
 from legiti_assets.online.values import COUNT, FLOAT, INT, Features, FeatureSetTable, Row
@@ -40,6 +44,7 @@ __all__ = [
     "INT",
     "FeatureSetTable",
     "Features",
+    "Loaded",
     "OnlineStore",
     "RedisOnlineStore",
     "Row",

@@ -3,16 +3,95 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from types import TracebackType
 from typing import TypeVar
 
-from legiti_assets.online.values import Features, FeatureSetTable, Row, to_epoch_seconds
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from legiti_assets.online.values import (
+    TIMESTAMP_FIELD,
+    Features,
+    FeatureSetTable,
+    Row,
+    from_epoch_seconds,
+    to_epoch_seconds,
+)
 
 DEFAULT_BATCH_SIZE = 5000
 _T = TypeVar("_T")
+
+# What a partition writer yields: per state timestamp (epoch seconds), the states it was
+# offered and those it applied.
+LOAD_COUNTS = pa.schema(
+    [(TIMESTAMP_FIELD, pa.int64()), ("offered", pa.int64()), ("applied", pa.int64())]
+)
+# Runs where the store's rows are (Spark executors): takes Arrow batches of states, yields
+# Arrow batches of LOAD_COUNTS.
+PartitionWriter = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+
+
+def per_timestamp(timestamps: pa.Array) -> Counter[int]:
+    """How many states of each timestamp (epoch seconds) a column holds."""
+    counted = pc.value_counts(timestamps)
+    values, counts = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+    return Counter(dict(zip(values, counts, strict=True)))
+
+
+def load_counts(offered: Mapping[int, int], applied: Mapping[int, int]) -> pa.RecordBatch:
+    stamps = sorted(offered.keys() | applied.keys())
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(stamps, pa.int64()),
+            pa.array([offered.get(s, 0) for s in stamps], pa.int64()),
+            pa.array([applied.get(s, 0) for s in stamps], pa.int64()),
+        ],
+        schema=LOAD_COUNTS,
+    )
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a load did: per state timestamp offered, how many states it offered and how many
+    the store applied (the others were older than what the store kept)."""
+
+    offered: dict[datetime, int]
+    applied: dict[datetime, int]
+
+    @classmethod
+    def of(cls, counts: Iterable[tuple[int, int, int]]) -> Loaded:
+        """From (epoch seconds, offered, applied) triples; a timestamp may repeat."""
+        offered, applied = Counter[int](), Counter[int]()
+        for seconds, n_offered, n_applied in counts:
+            offered[seconds] += n_offered
+            applied[seconds] += n_applied
+        return cls(
+            {from_epoch_seconds(s): n for s, n in sorted(offered.items())},
+            {from_epoch_seconds(s): applied[s] for s in sorted(offered)},
+        )
+
+    @classmethod
+    def of_batches(cls, batches: Iterable[pa.RecordBatch]) -> Loaded:
+        return cls.of(
+            triple
+            for batch in batches
+            for triple in zip(
+                *(batch.column(c).to_pylist() for c in LOAD_COUNTS.names), strict=True
+            )
+        )
+
+    @property
+    def total_offered(self) -> int:
+        return sum(self.offered.values())
+
+    @property
+    def total_applied(self) -> int:
+        return sum(self.applied.values())
 
 
 def batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
@@ -60,6 +139,32 @@ class OnlineStore(ABC):
 
         Returns the number of rows applied, i.e. offered rows minus those skipped as stale.
         """
+
+    @abstractmethod
+    def load(
+        self,
+        table: FeatureSetTable,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        replace_until: datetime | None = None,
+    ) -> Loaded:
+        """Upsert states in bulk, by the rule of `write_latest`.
+
+        Each batch holds the columns of `values.arrow_states` (the key, ``timestamp`` in
+        integer epoch seconds, the feature columns), checked and converted as `write_latest`
+        does its rows, and at most one state per key across all batches (of two states of
+        one key, which one the store keeps is not defined). An invalid batch raises ValueError
+        before any of it is written; what a failed load leaves applied is the backend's to say
+        (loading the same states again is harmless: an equal timestamp overwrites).
+        """
+
+    def partition_writer(
+        self, table: FeatureSetTable, *, replace_until: datetime | None = None
+    ) -> PartitionWriter | None:
+        """A picklable function that loads the batches it is given (as `load`) and yields
+        their LOAD_COUNTS, for Spark executors to write their own partitions; None when only
+        this process can write the store (a local file)."""
+        return None
 
     @abstractmethod
     def get_features(

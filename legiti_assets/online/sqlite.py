@@ -6,17 +6,23 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from legiti_assets.online.base import (
     DEFAULT_BATCH_SIZE,
+    Loaded,
     OnlineStore,
     batches,
     check_request,
     epoch_bounds,
+    per_timestamp,
 )
 from legiti_assets.online.values import (
     COUNT,
@@ -26,6 +32,7 @@ from legiti_assets.online.values import (
     Features,
     FeatureSetTable,
     Row,
+    arrow_states,
     empty_features,
     from_epoch_seconds,
     prepare,
@@ -34,6 +41,13 @@ from legiti_assets.online.values import (
 
 # SQLite's default limit on bound parameters is 32766; stay far below it.
 _SQLITE_READ_CHUNK = 500
+# A load binds this many rows per INSERT (fewer if the parameter limit says so): one statement
+# per row costs a Python call and a statement reset each.
+_SQLITE_LOAD_ROWS = 500
+# A load turns this many states at a time into Python values for sqlite3 to bind.
+_SQLITE_LOAD_CHUNK = 50_000
+# A load of at least 1/_SQLITE_REINDEX_SHARE of the table's rows rebuilds its timestamp index.
+_SQLITE_REINDEX_SHARE = 10
 
 _SQLITE_MIRRORED = "legiti#mirrored"
 
@@ -48,9 +62,30 @@ _SQLITE_COLUMN_TYPES: dict[str, tuple[str, int]] = {
 @dataclass(frozen=True)
 class _SQLiteStatements:
     upsert: str
+    # an upsert of many rows: insert_prefix, the rows' VALUES, on_conflict, the replace-until bound
+    insert_prefix: str
+    on_conflict: str
     select_prefix: str
+    timestamps_prefix: str
+    count: str
+    drop_index: str
+    create_index: str
     keys: str
     delete: str
+
+
+def _parameters(batch: pa.RecordBatch) -> np.ndarray:
+    """The batch's values as Python objects, one row per state: what sqlite3 binds."""
+    params = np.empty((batch.num_rows, batch.num_columns), dtype=object)
+    for i, column in enumerate(batch.columns):
+        # numpy turns each value into a Python int, float or str in C; to_numpy would make
+        # nulls NaN, so columns with nulls go through Python lists (None).
+        params[:, i] = column.to_pylist() if column.null_count else column.to_numpy(False)
+    return params
+
+
+def _values_row(width: int) -> str:
+    return "(" + ", ".join("?" * width) + ")"
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -138,22 +173,27 @@ class SQLiteOnlineStore(OnlineStore):
                 "drop it and re-materialize the feature set"
             )
         # keys by timestamp: what a run over a range of days may have to replace
-        self._conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{table.name}__by_timestamp" '
-            f'ON {name}("{TIMESTAMP_FIELD}")'
-        )
+        index = f'"{table.name}__by_timestamp"'
+        create_index = f'CREATE INDEX IF NOT EXISTS {index} ON {name}("{TIMESTAMP_FIELD}")'
+        self._conn.execute(create_index)
         all_columns = [key, *columns]
         in_range = f'"{TIMESTAMP_FIELD}" BETWEEN ? AND ?'
+        insert_prefix = f"INSERT INTO {name} ({', '.join(all_columns)}) VALUES "
+        on_conflict = (
+            f" ON CONFLICT({key}) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in columns)
+            + f' WHERE excluded."{TIMESTAMP_FIELD}" >= {name}."{TIMESTAMP_FIELD}"'
+            + f' OR {name}."{TIMESTAMP_FIELD}" <= '
+        )
         statements = _SQLiteStatements(
-            upsert=(
-                f"INSERT INTO {name} ({', '.join(all_columns)}) "
-                f"VALUES ({', '.join('?' for _ in all_columns)}) "
-                f"ON CONFLICT({key}) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in columns)
-                + f' WHERE excluded."{TIMESTAMP_FIELD}" >= {name}."{TIMESTAMP_FIELD}"'
-                + f' OR {name}."{TIMESTAMP_FIELD}" <= ?'
-            ),
+            upsert=insert_prefix + _values_row(len(all_columns)) + on_conflict + "?",
+            insert_prefix=insert_prefix,
+            on_conflict=on_conflict,
             select_prefix=f"SELECT {', '.join(all_columns)} FROM {name} WHERE {key} IN ",
+            timestamps_prefix=f'SELECT {key}, "{TIMESTAMP_FIELD}" FROM {name} WHERE {key} IN ',
+            count=f"SELECT COUNT(*) FROM {name}",
+            drop_index=f"DROP INDEX {index}",
+            create_index=create_index,
             keys=f"SELECT {key} FROM {name} WHERE {in_range}",
             delete=f"DELETE FROM {name} WHERE {key} = ? AND {in_range}",
         )
@@ -177,6 +217,79 @@ class SQLiteOnlineStore(OnlineStore):
                 with self._transaction():
                     # executemany sums the changes; a stale row skipped by the WHERE counts 0.
                     applied += self._conn.executemany(upsert, params).rowcount
+        return applied
+
+    def load(
+        self,
+        table: FeatureSetTable,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        replace_until: datetime | None = None,
+    ) -> Loaded:
+        """One transaction: the states are all applied (where not stale) or, if one is invalid
+        or the write fails, none is."""
+        checked = [arrow_states(table, batch) for batch in batches]
+        if not checked:
+            return Loaded({}, {})
+        # In key order the table's B-tree fills leaf after leaf; in Spark's order (hash
+        # partitions) every insert lands on another page.
+        states = pa.Table.from_batches(checked).sort_by(table.key)
+        # an int from to_epoch_seconds, safe to inline; NULL: only newer-or-equal states apply
+        until = "NULL" if replace_until is None else str(to_epoch_seconds(replace_until))
+        width = states.num_columns
+        offered, applied = Counter[int](), Counter[int]()
+        with self._lock:
+            statements = self._prepared(table)
+            limit = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            per_statement = max(1, min(_SQLITE_LOAD_ROWS, limit // width))
+            upsert_many = (
+                statements.insert_prefix
+                + ",".join([_values_row(width)] * per_statement)
+                + statements.on_conflict
+                + until
+            )
+            upsert_one = statements.insert_prefix + _values_row(width) + statements.on_conflict
+            upsert_one += until
+            with self._transaction():
+                (stored,) = self._conn.execute(statements.count).fetchone()
+                # The timestamp index takes states of many days at as many places, each insert
+                # a rebalance of pages: past a share of the table, building it anew is cheaper.
+                # Readers see the old index until the transaction commits.
+                reindex = states.num_rows * _SQLITE_REINDEX_SHARE >= stored
+                if reindex:
+                    self._conn.execute(statements.drop_index)
+                for batch in states.to_batches(max_chunksize=_SQLITE_LOAD_CHUNK):
+                    params = _parameters(batch)
+                    whole = len(params) - len(params) % per_statement
+                    done = 0
+                    if whole:
+                        grouped = params[:whole].reshape(-1, per_statement * width).tolist()
+                        done += self._conn.executemany(upsert_many, grouped).rowcount
+                    if whole < len(params):
+                        done += self._conn.executemany(upsert_one, params[whole:].tolist()).rowcount
+                    stamps = batch.column(TIMESTAMP_FIELD)
+                    offered.update(per_timestamp(stamps))
+                    if done == batch.num_rows:
+                        applied.update(per_timestamp(stamps))
+                    else:
+                        applied.update(self._applied(statements, batch))
+                if reindex:
+                    self._conn.execute(statements.create_index)
+        return Loaded.of((s, n, applied[s]) for s, n in offered.items())
+
+    def _applied(self, statements: _SQLiteStatements, batch: pa.RecordBatch) -> Counter[int]:
+        """Per timestamp, the states of `batch` the store now holds. Call with the lock held,
+        right after writing `batch`: a stale state was skipped for a newer one, so the stored
+        timestamp tells which were applied."""
+        keys = batch.column(0).to_pylist()
+        offered = dict(zip(keys, batch.column(TIMESTAMP_FIELD).to_pylist(), strict=True))
+        applied = Counter[int]()
+        for start in range(0, len(keys), _SQLITE_READ_CHUNK):
+            chunk = keys[start : start + _SQLITE_READ_CHUNK]
+            sql = statements.timestamps_prefix + "(" + ",".join("?" * len(chunk)) + ")"
+            for key, ts in self._conn.execute(sql, chunk):
+                if offered[key] == ts:
+                    applied[ts] += 1
         return applied
 
     @contextlib.contextmanager

@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 TIMESTAMP_FIELD = "timestamp"
 
@@ -196,6 +199,83 @@ def prepare(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid row for {table.name}: {row!r}: {exc}") from exc
     return prepared
+
+
+def _refuse(row: int, table: FeatureSetTable, keys: pa.Array, column: str, reason: str) -> NoReturn:
+    raise ValueError(f"invalid row for {table.name}: key {keys[row].as_py()!r}: {column}: {reason}")
+
+
+def _check(
+    table: FeatureSetTable, keys: pa.Array, column: str, bad: pa.Array, reason: Callable[[int], str]
+) -> None:
+    """Raise for the first row that `bad` flags (a null flag is no flag)."""
+    row = pc.index(pc.fill_null(bad, False), True).as_py()
+    if row >= 0:
+        _refuse(row, table, keys, column, reason(row))
+
+
+def _arrow_feature(
+    table: FeatureSetTable, keys: pa.Array, column: str, kind: str, values: pa.Array
+) -> pa.Array:
+    """One feature column as ``prepare`` converts its values: int64 for a COUNT or an INT,
+    float64 for a FLOAT, nulls kept."""
+    # Spark's own column types take a vectorized path: they are what a load carries, millions
+    # of values. Any other type (decimals, ints in a FLOAT column, floats in an INT one) goes
+    # value by value through the same converters as `prepare`, so both paths accept and refuse
+    # alike.
+    if kind in (COUNT, INT) and pa.types.is_integer(values.type) and values.type != pa.uint64():
+        if kind == COUNT:
+            _check(table, keys, column, pc.is_null(values), lambda _: "a count cannot be null")
+        return values.cast(pa.int64())
+    if kind == FLOAT and pa.types.is_floating(values.type):
+        values = values.cast(pa.float64())
+        # JSON cannot carry it, so the server could not serve it
+        infinite = pc.is_inf(values)
+        _check(table, keys, column, infinite, lambda r: f"{values[r].as_py()!r} is not finite")
+        # NaN is null; adding 0.0 turns -0.0 into 0.0, as `_as_nullable_float` does
+        nan = pc.fill_null(pc.is_nan(values), False)
+        return pc.add(pc.if_else(nan, pa.scalar(None, pa.float64()), values), 0.0)
+    convert = _CONVERTERS[kind]
+    converted = []
+    for row, value in enumerate(values.to_pylist()):
+        try:
+            converted.append(convert(value))
+        except (TypeError, ValueError, OverflowError) as exc:
+            _refuse(row, table, keys, column, str(exc))
+    return pa.array(converted, pa.float64() if kind == FLOAT else pa.int64())
+
+
+def arrow_states(table: FeatureSetTable, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of states checked and converted as ``prepare`` does a list of rows.
+
+    ``batch`` has the columns ``table.key`` (strings), ``timestamp`` (integer epoch seconds)
+    and every feature column, found by name. The result has exactly these columns, in this
+    order: the key as strings, the timestamp as int64, each feature as int64 (COUNT, INT) or
+    float64 (FLOAT), NaN as null and -0.0 as 0.0. Raises ValueError naming the first bad row.
+    """
+    names = [table.key, TIMESTAMP_FIELD, *table.feature_columns]
+    missing = [n for n in names if n not in batch.schema.names]
+    if missing:
+        raise ValueError(f"states for {table.name} lack columns {missing}: {batch.schema.names}")
+    keys = batch.column(table.key)
+    if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)):
+        # An int cpf would already have lost its leading zeros.
+        raise ValueError(f"{table.name}: the key {table.key} must be strings, not {keys.type}")
+    if keys.null_count:
+        raise ValueError(f"invalid states for {table.name}: a null {table.key}")
+    timestamps = batch.column(TIMESTAMP_FIELD)
+    if not pa.types.is_integer(timestamps.type) or timestamps.type == pa.uint64():
+        raise ValueError(
+            f"{table.name}: {TIMESTAMP_FIELD} must be integer epoch seconds, not {timestamps.type}"
+        )
+    _check(table, keys, TIMESTAMP_FIELD, pc.is_null(timestamps), lambda _: "a null timestamp")
+    features = [
+        _arrow_feature(table, keys, column, kind, batch.column(column))
+        for column, kind in zip(table.feature_columns, table.feature_types, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(
+        [keys.cast(pa.string()), timestamps.cast(pa.int64()), *features], names=names
+    )
 
 
 @functools.cache
