@@ -3,14 +3,12 @@
 - The landing sensor: when the landing's files change (added, rewritten or removed, and
   settled), one run of the `update` job: it plans from the landing, through the day it runs,
   and runs the plan (`legiti_assets.update`). Its request says which files changed.
-- `daily_schedule`: after 00:00 UTC, the planner's steps through the new day (and any day since
-  the last one stored, or gone stale), from the stored records alone: the states of day D count
-  the events of D - window .. D - 1, so they change every day even when no event arrives, as
-  windows slide.
-
-Raw days are not the schedule's: a raw day is what has landed for it, which the sensor sees;
-the schedule's day D reads the raw days the sensor's updates ingested (D's own raw day is the
-next update's, once files land that day).
+- `daily_schedule`: after 00:00 UTC, one run of the same `update` job, through the new day D:
+  the states of day D count the events of D - window .. D - 1, so they change every day even
+  when no event arrives, as windows slide; D's raw day is stored (empty until files land for
+  it, when the sensor's update ingests it again); days missed since the last one stored, or
+  gone stale, come with it. It plans from the stored records first (no Spark) and launches
+  nothing when the store is already through D and current.
 """
 
 import datetime as dt
@@ -22,10 +20,9 @@ import warnings
 import dagster as dg
 
 from legiti_assets import executor, observe, planner
-from legiti_assets.jobs import compute_features_job
 from legiti_assets.landing import landing_files
 from legiti_assets.resources import DataDir
-from legiti_assets.update import UPDATE, update_job
+from legiti_assets.update import TODAY_TAG, UPDATE, update_job
 
 # A file modified this recently may still be being written: wait for the next tick.
 SETTLE_SECONDS = 5.0
@@ -113,20 +110,33 @@ def landing_sensor(interval_seconds: int = 30) -> dg.SensorDefinition:
     return _sensor
 
 
+def _behind(stored: planner.Stored, raw_tables: tuple[str, ...], day: dt.date) -> list[str]:
+    """The raw tables not stored through `day`."""
+    return [n for n in raw_tables if max(stored.raw.get(n, {}), default=dt.date.min) < day]
+
+
 @dg.schedule(
-    job=compute_features_job,
+    job=update_job,
     cron_schedule=DAILY_CRON,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="After midnight UTC: the feature sets' states of the new day (and of any day "
-    "missed since the last stored, or gone stale), mirrored online, and the training sets "
-    "rebuilt: one run per contiguous range of days.",
+    description="After midnight UTC: the update through the new day (its raw day, the feature "
+    "sets' states as windows slide, mirrored online, the training sets), and any day missed "
+    "since the last stored, or gone stale.",
 )
 def daily_schedule(context: dg.ScheduleEvaluationContext, data_dir: DataDir):
     day = context.scheduled_execution_time.astimezone(dt.UTC).date()
-    plan = planner.plan(observe.declarations(), observe.stored(data_dir), today=day)
-    if not plan:
-        return dg.SkipReason(
-            f"the feature sets are stored through {day} already and current, or not built yet"
-        )
-    return executor.run_requests(plan.steps, str(day))
+    declared, stored = observe.declarations(), observe.stored(data_dir)
+    if not any(stored.raw.values()):
+        return dg.SkipReason("nothing is stored yet: the landing sensor's first update builds it")
+    plan = planner.plan(declared, stored, today=day)
+    behind = _behind(stored, declared.raw_tables, day)
+    if not plan and not behind:
+        return dg.SkipReason(f"every output is stored through {day} already, and current")
+    reasons = [f"{name}: not stored through {day}" for name in behind]
+    reasons += [reason for step in plan.steps for reason in step.reasons]
+    # keyed by the day: a tick evaluated again launches nothing more
+    return dg.RunRequest(
+        run_key=str(day),
+        tags={TODAY_TAG: str(day), executor.REASON_TAG: f"the new day {day}: {'; '.join(reasons)}"},
+    )

@@ -1,12 +1,11 @@
-"""Runs a plan (`legiti_assets.planner`) through Dagster, one run per step: in this process and
-its one Spark session (`run_step`: `make awesome-dataset`, `make update`), or as the daily
-schedule's run requests (`run_requests`), which the daemon launches. Each run is a run of the
-asset job that holds its assets, over the step's range of days, and carries the step's reasons
-as a tag.
+"""Runs a plan (`legiti_assets.planner`) through Dagster, one run per step, in this process and
+its one Spark session (`run_step`: `make awesome-dataset`, and the `update` job that `make
+update`, the landing sensor and the daily schedule launch). Each run is a run of the asset job
+that holds its assets, over the step's range of days, and carries the step's reasons as a tag.
 """
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 from pyspark.errors import PySparkRuntimeError
@@ -15,7 +14,7 @@ from pyspark.sql import SparkSession
 from legiti_assets import attribution
 from legiti_assets.assets import ASSET_CHECKS, ASSETS
 from legiti_assets.io_managers import DeltaIOManager
-from legiti_assets.jobs import ASSET_JOBS, COMPUTE_FEATURES, job_for
+from legiti_assets.jobs import ASSET_JOBS, job_for
 from legiti_assets.partitions import range_tags
 from legiti_assets.planner import Step
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
@@ -111,33 +110,6 @@ def run_step(
         if name not in metadata:
             metadata[name] = {k: v.value for k, v in materialization.metadata.items()}
     return StepResult(step=step, run_id=result.run_id, metadata=metadata)
-
-
-def run_requests(steps: Iterable[Step], day: str) -> list[dg.RunRequest]:
-    """The steps as the daily schedule's run requests (runs of `compute_features`). The
-    training sets ride with the step before them: a day is one run, as it shows in the UI,
-    rather than two that only the queue's order keeps apart. A request is keyed by the day and
-    what it runs, so a tick evaluated again asks for the same runs once."""
-    merged: list[Step] = []
-    for step in steps:
-        if job_for(step.assets) != COMPUTE_FEATURES:
-            raise ValueError(f"the daily schedule runs {COMPUTE_FEATURES}, not {step.assets}")
-        if step.first is None and merged:
-            last = merged[-1]
-            merged[-1] = replace(
-                last, assets=last.assets + step.assets, reasons=last.reasons + step.reasons
-            )
-        else:
-            merged.append(step)
-    return [
-        dg.RunRequest(
-            run_key=f"{day}:{step.first}..{step.last}:{'+'.join(step.assets)}",
-            asset_selection=[dg.AssetKey(asset) for asset in step.assets],
-            partition_key=partition_key(step),
-            tags=step_tags(step),
-        )
-        for step in merged
-    ]
 
 
 def start_spark(resources: Mapping[str, object]) -> None:

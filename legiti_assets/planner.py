@@ -12,8 +12,8 @@ training sets, which are not partitioned. Its reasons say why each asset is in i
 2. Feature-set days never computed, or computed under another declaration or from other source
    rows than the source will hold once step 1 has run: every day from the first event's (the
    training sets need them all) to the day after the newest event (the first whose states
-   count it), and on to `today` once every feature set has days (stored, or computed by the
-   same plan). Each is mirrored online in the same run.
+   count it; at most `today`, the last partition), and on to `today` once every feature set
+   has days (stored, or computed by the same plan). Each is mirrored online in the same run.
 3. Online days that do not mirror their feature-set day, and are not recomputed.
 4. Training sets built from other inputs than they will have: any input written above, or
    changed since they were built (once every feature set they read has days).
@@ -138,6 +138,13 @@ def _steps(
     ]
 
 
+def _after(newest: dt.date, today: dt.date | None) -> dt.date:
+    """The first feature day whose states count the newest event: the day after it, unless
+    that is after `today` (the last partition: the new day's run counts it)."""
+    after = newest + dt.timedelta(days=1)
+    return after if today is None else min(after, max(today, newest))
+
+
 def plan(
     declared: Declarations,
     stored: Stored,
@@ -172,7 +179,7 @@ def plan(
                 lookback = first_event - dt.timedelta(days=declared.lookback_days)
                 span += [max(lookback, declared.first_day), newest]
             if span and today is not None:
-                span.append(today)
+                span.append(max(today, max(span)))
             days = (
                 raw_days_to_ingest(landing.get(name, {}), source[name], min(span), max(span))
                 if span
@@ -193,7 +200,7 @@ def plan(
     for name in declared.feature_sets:
         spans[name] = [d for d in stored.features.get(name, {}) if d >= first]
         if first_event is not None and newest is not None:
-            spans[name] += [max(first_event, declared.first_day), newest + dt.timedelta(days=1)]
+            spans[name] += [max(first_event, declared.first_day), _after(newest, today)]
     if today is not None and all(spans.values()):
         for span in spans.values():
             span.append(max(today, max(span)))

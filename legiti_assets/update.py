@@ -39,6 +39,7 @@ UPDATE = "update"
 UPDATE_TAG = "legiti/update"
 REPORT = "report"  # the update output's metadata entry: its report, one line an item
 TODAY_TAG = "legiti/today"  # the day an update brings everything through (default: the UTC date)
+THROUGH_TAG = "legiti/through"  # on an update's run: the day it brought everything through
 
 
 @dataclass
@@ -91,7 +92,7 @@ class UpdateReport:
     def tags(self) -> dict[str, str]:
         """The summary recorded on the update's run."""
         return {
-            **({TODAY_TAG: str(self.today)} if self.today else {}),
+            **({THROUGH_TAG: str(self.today)} if self.today else {}),
             **{f"legiti/ingested/{n}": describe(d) for n, d in self.ingested.items()},
             **{f"legiti/recomputed/{n}": describe(d) for n, d in self.recomputed.items()},
             **{
@@ -236,7 +237,12 @@ def update_day(run: dg.DagsterRun) -> dt.date:
     """The day an update run brings everything through: its tag's, or the UTC date now, so
     every partition through today is stored and the online store holds today's states."""
     tag = run.tags.get(TODAY_TAG)
-    return dt.date.fromisoformat(tag) if tag else dt.datetime.now(dt.UTC).date()
+    if not tag:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(tag)
+    except ValueError:
+        raise dg.Failure(f"the run's tag {TODAY_TAG}={tag!r} is not a YYYY-MM-DD day") from None
 
 
 def report_lines(events: Iterable[dg.DagsterEvent]) -> list[str]:

@@ -16,7 +16,6 @@ from legiti_assets.catalog import ONLINE_TABLES
 from legiti_assets.definitions import definitions, defs
 from legiti_assets.executor import QUIET, REASON_TAG
 from legiti_assets.jobs import COMPUTE_FEATURES
-from legiti_assets.partitions import range_tags
 from legiti_assets.resources import DataDir
 from legiti_assets.update import TODAY_TAG, UPDATE, report_lines, update_day
 from legiti_assets_tests.helpers import feature_rows, resources_for, t
@@ -42,41 +41,33 @@ def _tick(data_dir: Path, when: str) -> dg.RunRequest | dg.SkipReason:
     return result.run_requests[0]
 
 
-def test_the_schedule_requests_the_new_day_and_any_missed_since(sample_dir) -> None:
+def test_the_schedule_requests_the_update_through_the_new_day(sample_dir) -> None:
     assert daily_schedule.cron_schedule == "5 0 * * *"
     assert daily_schedule.execution_timezone == "UTC"
     assert daily_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert daily_schedule.job_name == COMPUTE_FEATURES
+    assert daily_schedule.job_name == UPDATE
     # the store holds every day through the sample's last: nothing to do that day
     skipped = _tick(sample_dir, "2020-07-17 00:05:00")
     assert isinstance(skipped, dg.SkipReason)
-    assert "through 2020-07-17" in (skipped.skip_message or "")
-    # the next day: its partition alone
+    assert skipped.skip_message == "every output is stored through 2020-07-17 already, and current"
+    # the next day: the update through it, keyed by it, saying why before it runs
     request = _tick(sample_dir, "2020-07-18 00:05:00")
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == "2020-07-18"
-    assert request.asset_selection == [
-        dg.AssetKey(n)
-        for n in (
-            "user_orders",
-            "user_orders_online",
-            "user_chargebacks",
-            "user_chargebacks_online",
-            "awesome_dataset",
-        )
-    ]
-    # why, visible in the UI before the run starts
+    assert request.run_key == "2020-07-18"
+    assert request.tags[TODAY_TAG] == "2020-07-18"
     assert request.tags[REASON_TAG] == (
+        "the new day 2020-07-18: order_events: not stored through 2020-07-18; "
+        "chargeback_events: not stored through 2020-07-18; "
         "user_orders: 1 day: 2020-07-18, never computed; "
         "user_chargebacks: 1 day: 2020-07-18, never computed; "
         "awesome_dataset: inputs rewritten above"
     )
-    # days missed (the schedule was off): one run over all of them
+    # days missed (the schedule was off): the same update covers them
     request = _tick(sample_dir, "2020-08-20 00:05:01")
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key is None
-    assert {k: v for k, v in request.tags.items() if "range" in k} == range_tags(
-        dt.date(2020, 7, 18), dt.date(2020, 8, 20)
+    assert request.tags[TODAY_TAG] == "2020-08-20"
+    assert (
+        "user_orders: 34 days: 2020-07-18..2020-08-20, never computed" in (request.tags[REASON_TAG])
     )
 
 
@@ -91,9 +82,16 @@ def test_the_daily_run_slides_the_windows_with_no_new_event(sample_dir) -> None:
     request = _tick(sample_dir, "2020-08-20 00:05:00")
     assert isinstance(request, dg.RunRequest)
     instance = dg.DagsterInstance.ephemeral()
-    job = definitions(resources_for(sample_dir)).resolve_job_def(COMPUTE_FEATURES)
-    result = job.execute_in_process(instance=instance, tags=request.tags, run_config=QUIET)
+    job = definitions(resources_for(sample_dir)).resolve_job_def(UPDATE)
+    # as the daemon launches it: the schedule's tag on the run
+    tags = {**request.tags, "dagster/schedule_name": "daily_schedule"}
+    result = attribution.execute(job, instance, tags=tags, run_config=QUIET)
     assert result.success
+    assert report_lines(result.all_events)[1:4] == [
+        "order_events: ingested 34 days: 2020-07-18..2020-08-20",
+        "chargeback_events: ingested 34 days: 2020-07-18..2020-08-20",
+        "user_orders: recomputed 34 days: 2020-07-18..2020-08-20",
+    ]
     later = [r for r in feature_rows(sample_dir, "user_orders") if r[1] > t("2020-07-17")]
     assert later == [
         ("x", t("2020-07-19"), 1, 2, 2),
@@ -110,6 +108,13 @@ def test_the_daily_run_slides_the_windows_with_no_new_event(sample_dir) -> None:
     assert features["user_orders__timestamp"] == dt.datetime(2020, 8, 16, tzinfo=dt.UTC)
     # the next tick has nothing left to do
     assert isinstance(_tick(sample_dir, "2020-08-20 00:05:00"), dg.SkipReason)
+    # the raw tables, the feature sets with their online mirrors, the training set: "Launched
+    # by" names the schedule on each
+    inner = instance.get_runs(
+        dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: result.dagster_run.run_id})
+    )
+    assert len(inner) == 3
+    assert all(run.tags["dagster/schedule_name"] == "daily_schedule" for run in inner)
 
 
 def _settled(path: Path) -> None:
@@ -201,6 +206,7 @@ def _attributed_to_the_sensor(
     location = "__repository__@legiti_assets.definitions"  # workspace.yaml's code location
     assert update.tags["legiti/ingested/order_events"] == "3 days: 2020-07-17..2020-07-19"
     assert update.tags["legiti/recomputed/user_orders"] == "2 days: 2020-07-18..2020-07-19"
+    assert update.tags["legiti/through"] == "2020-07-19"
     inner = instance.get_runs(dg.RunsFilter(tags={attribution.LAUNCHED_IN_TAG: update.run_id}))
     assert sorted(run.job_name for run in inner) == [
         COMPUTE_FEATURES,
@@ -249,3 +255,5 @@ def test_an_update_runs_through_its_tagged_day_or_the_utc_date() -> None:
     before = dt.datetime.now(dt.UTC).date()
     untagged = update_day(dg.DagsterRun(job_name=job.name))
     assert before <= untagged <= dt.datetime.now(dt.UTC).date()
+    with pytest.raises(dg.Failure, match="legiti/today='2020-13-01' is not a YYYY-MM-DD day"):
+        update_day(dg.DagsterRun(job_name=job.name, tags={TODAY_TAG: "2020-13-01"}))

@@ -155,13 +155,16 @@ def test_a_plan_covers_every_stale_day_once_and_never_a_fresh_one(world) -> None
             span += [max(min(events) - dt.timedelta(days=lookback), declared.first_day)]
             span += [max(events)]
         if span and today:
-            span.append(today)
+            span.append(max(today, max(span)))
         for d in day_range(min(span), max(span)) if span else []:
             assert after.raw[name][d].content == landing[name].get(d, EMPTY), (name, d)
     spans = {n: list(stored.features[n]) for n in declared.feature_sets}
     for span in spans.values():
         if events:
-            span += [max(min(events), declared.first_day), max(events) + dt.timedelta(days=1)]
+            counted = max(events) + dt.timedelta(days=1)
+            if today:  # the last partition
+                counted = min(counted, max(today, max(events)))
+            span += [max(min(events), declared.first_day), counted]
     for span in spans.values():
         if today and all(spans.values()):
             span.append(max(today, max(span)))
@@ -271,3 +274,29 @@ def test_a_correction_reaches_the_lookback_after_it() -> None:
     assert moved.ingest == {"order_events": [], "chargeback_events": []}
     assert moved.compute == {"user_orders": []} and moved.mirror == {}
     assert not moved
+
+
+def test_an_update_on_the_day_of_the_newest_event_stops_at_that_day() -> None:
+    """An order of today, landed today: the raw tables through today, the feature sets through
+    today (the last partition; tomorrow's states, the first counting it, are the new day's
+    run's). A `today` before the events never moves a range's start."""
+    declared = Declarations(
+        first_day=day(0),
+        raw_tables=RAW,
+        feature_sets={"user_orders": FeatureSet("order_events", "v1", 3, "user_orders_online")},
+        training_sets={"awesome_dataset": ("order_events", "user_orders")},
+    )
+    empty = Stored(raw={}, features={}, mirrored={}, training_current={})
+    landing = {"order_events": {day(5): "1:1", day(9): "1:2"}, "chargeback_events": {}}
+    done = plan(declared, empty, landing, today=day(9))
+    assert [(s.assets, s.first, s.last) for s in done.steps] == [
+        (RAW, day(2), day(9)),
+        (("user_orders", "user_orders_online"), day(5), day(9)),
+        (("awesome_dataset",), None, None),
+    ]
+    # without a day: through the day after the newest event
+    assert plan(declared, empty, landing).compute["user_orders"] == day_range(day(5), day(10))
+    # a day before the events: the ranges the events alone give
+    early = plan(declared, empty, landing, today=day(1))
+    assert early.ingest["order_events"] == day_range(day(2), day(9))
+    assert early.compute["user_orders"] == day_range(day(5), day(9))

@@ -153,7 +153,7 @@ def test_the_runs_page_names_the_sensor_behind_every_update_run(
     # the update's report is on its own run
     update_tags = {t["key"]: t["value"] for t in update["tags"]}
     # the sample's days and every day since, through the day the update ran
-    first, today = dt.date(2018, 5, 12), dt.date.fromisoformat(update_tags["legiti/today"])
+    first, today = dt.date(2018, 5, 12), dt.date.fromisoformat(update_tags["legiti/through"])
     assert abs(today - dt.datetime.now(dt.UTC).date()) <= dt.timedelta(days=1)
     days = (today - first).days + 1
     assert update_tags["legiti/ingested/order_events"] == f"{days} days: {first}..{today}"
