@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from legiti_assets.definitions import defs
 from legiti_assets_tests.cluster.processes import (
@@ -211,7 +211,21 @@ def test_every_collapsed_group_reads_materialized(dagster_dev: str, page: Page) 
         expect(nodes[group]).to_have_text(f"{group}{size}")
     _screenshot(page, "lineage-groups")
     for group, size in groups.items():
-        nodes[group].get_by_text(str(size), exact=True).hover()
-        tooltip = f"{size} materialized asset{'s' if size > 1 else ''}"
-        expect(page.get_by_text(tooltip, exact=True)).to_be_visible()
+        label = f"{size} materialized asset{'s' if size > 1 else ''}"
+        tooltip = page.get_by_text(label, exact=True)
+        _hover_until_visible(page, nodes[group].get_by_text(str(size), exact=True), tooltip)
         page.mouse.move(0, 0)
+
+
+def _hover_until_visible(page: Page, target: Locator, tooltip: Locator) -> None:
+    """Hovers `target` until `tooltip` shows: a dialog the UI opens late (its newsletter's, which
+    the page's handler dismisses) takes the pointer off the first hover."""
+    for _ in range(3):
+        page.mouse.move(0, 0)
+        target.hover()
+        try:
+            expect(tooltip).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(tooltip).to_be_visible()
