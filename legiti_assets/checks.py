@@ -1,11 +1,19 @@
 """Row-level asset checks: each counts the rows that break it, in the one pass over an asset's
-output that also counts its rows per day (`changes.profile`)."""
+output that also counts its rows per day (`changes.profile`), or while the output is written
+(`Counted`)."""
 
+import threading
 from collections.abc import Mapping
 
 import dagster as dg
-from pyspark.sql import Column, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
+
+# What `Counted.counts` names the number of rows written.
+ROWS = "rows"
+# How long the counts may take to arrive after the write: Spark delivers them to a listener on
+# its own thread.
+COUNTS_TIMEOUT_S = 300.0
 
 
 def specs(asset: str, descriptions: Mapping[str, str]) -> list[dg.AssetCheckSpec]:
@@ -41,3 +49,37 @@ def results(
         for name, count in violations.items()
         if dg.AssetCheckKey(key, name) in context.selected_asset_check_keys
     ]
+
+
+class Counted:
+    """`df` that counts, while an action (the write) runs over it, its rows (`ROWS`) and the
+    rows meeting each of `conditions` (row-level; null reads as false): a Spark observation, so
+    the counts take no pass of their own and nothing is cached. Write `df` once, as a whole
+    (Delta's `replaceWhere` runs a second, checking query over it), then read `counts()`."""
+
+    def __init__(self, df: DataFrame, conditions: Mapping[str, Column]) -> None:
+        self._observation = Observation()
+        self.df = df.observe(
+            self._observation,
+            F.count(F.lit(1)).alias(ROWS),
+            *[F.count_if(condition).alias(name) for name, condition in conditions.items()],
+        )
+
+    def counts(self) -> dict[str, int]:
+        """The counts of the first action over `df`; raises if none arrives in time (no action
+        ran, or Spark left the observation out of it) rather than waiting forever."""
+        found: dict[str, dict[str, int]] = {}
+
+        def wait() -> None:
+            found["counts"] = self._observation.get
+
+        # Observation.get waits without a timeout; a daemon thread never holds up the exit
+        waiter = threading.Thread(target=wait, name="observed-counts", daemon=True)
+        waiter.start()
+        waiter.join(COUNTS_TIMEOUT_S)
+        if "counts" not in found:
+            raise RuntimeError(
+                f"Spark reported no counts {COUNTS_TIMEOUT_S:.0f} s after writing the rows: "
+                "was the DataFrame written?"
+            )
+        return {name: int(value or 0) for name, value in found["counts"].items()}

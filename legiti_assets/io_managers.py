@@ -43,6 +43,9 @@ SOURCE_LOOKBACK = "lookback_days"
 INPUT_TABLES = "input_tables"
 INPUTS = "inputs"  # the fact of a table's commits that holds that fingerprint
 BUILT_FROM = "built_from"  # ... and the one that holds the versions of its inputs
+# ... for an unpartitioned table, the columns (comma-separated) by which a preview of its first
+# rows is taken from what was written.
+PREVIEW_ORDER = "preview_order"
 # The version recorded for a day whose rows were conformed to new columns when it had none.
 UNKNOWN = "unknown"
 # Output metadata of a daily asset: the rows its run wrote over all its days. Each day's event
@@ -268,9 +271,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             new_schema=True,
         )
         rows = storage.committed_rows(table, version)
+        shown: dict[str, object] = {}
+        if PREVIEW_ORDER in context.definition_metadata:
+            order_by = str(context.definition_metadata[PREVIEW_ORDER]).split(",")
+            written = storage.read(self.spark.spark_session, table, version)
+            shown["preview"] = preview(written, order_by)
         return {
             "dagster/row_count": rows,
             "table_version": version,
+            **shown,
             **({"input_versions": dg.MetadataValue.json(facts[BUILT_FROM])} if inputs else {}),
         }
 

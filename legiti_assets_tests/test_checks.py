@@ -118,6 +118,21 @@ def test_feature_set_checks_count_each_broken_row(spark) -> None:
     }
 
 
+@pytest.mark.parametrize("n", [0, 7])
+def test_counted_counts_the_rows_a_delta_write_wrote(spark, tmp_path, n: int) -> None:
+    """The counts come with the write, an empty one included; no write: an error, not a hang."""
+    df = spark.range(n).withColumn("odd", F.col("id") % 2 == 1)
+    written = checks.Counted(df, {"odd": F.col("odd"), "big": F.col("id") > 4})
+    written.df.write.format("delta").mode("overwrite").save(str(tmp_path / "t"))
+    assert written.counts() == {checks.ROWS: n, "odd": n // 2, "big": max(n - 5, 0)}
+
+
+def test_counted_without_a_write_raises(spark, monkeypatch) -> None:
+    monkeypatch.setattr(checks, "COUNTS_TIMEOUT_S", 0.5)
+    with pytest.raises(RuntimeError, match="no counts"):
+        checks.Counted(spark.range(3), {}).counts()
+
+
 def test_training_set_checks_count_what_a_wrong_join_wrote(
     built_sample, tmp_path, monkeypatch
 ) -> None:

@@ -6,13 +6,13 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from legiti_assets import changes, checks, layout
+from legiti_assets import checks, layout
 from legiti_assets.assets.raw import EVENT_SCHEMA
 from legiti_assets.catalog import TRAINING
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.feature_sets import TrainingSet
-from legiti_assets.io_managers import INPUT_TABLES, TABLE, pin, preview
+from legiti_assets.io_managers import INPUT_TABLES, PREVIEW_ORDER, TABLE, pin
 from legiti_assets.pit_join import asof_column, covered_until, point_in_time_join
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import state_schema
@@ -73,6 +73,7 @@ def training_set_asset(
         io_manager_key="delta_io_manager",
         metadata={
             TABLE: layout.dataset_table(name),
+            PREVIEW_ORDER: f"{TIMESTAMP},order_id",
             INPUT_TABLES: ",".join(training_set_inputs(training_set, specs)),
             "spine": spine_name,
             "feature_sets": ", ".join(s.name for s in specs),
@@ -103,40 +104,41 @@ def training_set_asset(
         }
         covered = covered_until(root, specs, versions)
         on_covered_day = F.to_date(time) <= F.lit(covered)
-        n_all, n_rows = spine.agg(F.count(F.lit(1)), F.count_if(on_covered_day)).first()
+        # the join keeps each spine row once, with its order_id: more rows written than these
+        # distinct ids is a repeated order
+        n_all, n_rows, n_ids = spine.agg(
+            F.count(F.lit(1)),
+            F.count_if(on_covered_day),
+            F.count_distinct(F.when(on_covered_day, F.col("order_id"))),
+        ).first()
         joined = point_in_time_join(
             spine.where(on_covered_day),
             [(s, states[f"states_{i}"]) for i, s in enumerate(specs)],
             timestamp=time,
-        ).persist()
-        try:
-            dataset = joined.withColumnRenamed(time, TIMESTAMP).select(
-                *[c.name for c in schema.columns]
-            )
-            yield dg.Output(
-                dataset,
-                metadata={
-                    "rows": n_rows,
-                    "rows_on_uncovered_days": n_all - n_rows,
-                    "last_covered_day": str(covered) if covered < dt.date.max else "all",
-                    "preview": preview(dataset, [TIMESTAMP, "order_id"]),
-                },
-            )
-            late = F.lit(False)
-            for s in specs:
-                late = late | (F.col(asof_column(s.name)) > F.col(time))
-            found = changes.profile(
-                joined,
-                None,
-                counts={"one_row_per_order": checks.repeats("order_id"), "point_in_time": late},
-            )
-            yield from checks.results(
-                context,
-                name,
-                {**found.counts, "row_count_equals_orders": abs(found.total - n_rows)},
-            )
-        finally:
-            joined.unpersist()
+        )
+        late = F.lit(False)
+        for s in specs:
+            late = late | (F.col(asof_column(s.name)) > F.col(time))
+        # counted while the rows are written: no pass of their own, nothing cached
+        written = checks.Counted(joined, {"point_in_time": late})
+        yield dg.Output(
+            written.df.withColumnRenamed(time, TIMESTAMP).select(*[c.name for c in schema.columns]),
+            metadata={
+                "rows": n_rows,
+                "rows_on_uncovered_days": n_all - n_rows,
+                "last_covered_day": str(covered) if covered < dt.date.max else "all",
+            },
+        )
+        found = written.counts()
+        yield from checks.results(
+            context,
+            name,
+            {
+                "one_row_per_order": max(found[checks.ROWS] - n_ids, 0),
+                "point_in_time": found["point_in_time"],
+                "row_count_equals_orders": abs(found[checks.ROWS] - n_rows),
+            },
+        )
 
     return _training_set
 
