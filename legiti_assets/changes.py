@@ -61,9 +61,7 @@ def profile(
     selected = [day.alias("_day")]
     totals = [F.count(F.lit(1)).alias("_n")]
     if fingerprint:
-        # hashing the values themselves: a row's JSON took twice as long to build as to hash
-        row_hash = F.xxhash64(*(F.struct(F.col(c).isNull(), F.col(c)) for c in sorted(df.columns)))
-        selected.append(row_hash.cast("decimal(38,0)").alias("_h"))
+        selected.append(row_hash(df.columns))
         totals.append(F.sum("_h").alias("_h"))
     for name, column in names.items():
         selected.append(F.when(conditions[name], 1).otherwise(0).alias(column))
@@ -75,6 +73,13 @@ def profile(
         content={row["_day"]: f"{row['_n']}:{row['_h']}" for row in found} if fingerprint else None,
         counts={name: sum(row[column] for row in found) for name, column in names.items()},
     )
+
+
+def row_hash(columns: list[str]) -> Column:
+    """A row's hash (`profile`) over `columns`, as `_h`, summable without overflow."""
+    # hashing the values themselves: a row's JSON took twice as long to build as to hash
+    hashed = F.xxhash64(*(F.struct(F.col(c).isNull(), F.col(c)) for c in sorted(columns)))
+    return hashed.cast("decimal(38,0)").alias("_h")
 
 
 def day_fingerprints(df: DataFrame, dated_by: str) -> dict[dt.date | None, str]:

@@ -25,6 +25,7 @@ from typing import NoReturn
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from legiti_assets import changes
 from legiti_assets.locations import location, uri
 from legiti_assets.settings import FIRST_DAY_ENV
 
@@ -38,6 +39,9 @@ MAX_ID_LENGTH = 256
 MAX_HEADER_BYTES = 1 << 20
 MAX_LINE_BYTES = 1 << 16
 MAX_REPORTED_ERRORS = 10
+# Each raw table of the landing's orders: the rows whose timestamp of this name is set, dated by
+# it (every order has an order_timestamp; only a charged-back order a chargeback_timestamp).
+DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_timestamp"}
 
 
 @dataclass
@@ -59,19 +63,117 @@ class LandingFileError(Exception):
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class RawDay:
+    """One day of a raw table, from the pass that validated the landing: its rows, their
+    fingerprint (`changes.profile`'s) and how many rows break each of `row_checks`."""
+
+    rows: int
+    content: str
+    violations: dict[str, int]
+
+
 @dataclass
 class LandingBatch:
-    """The validated events: one row per order, with typed timestamps. Persisted: call
-    `unpersist` when done with them."""
+    """The validated events: one row per order, with typed timestamps, and each raw table's
+    days (`DATED_BY`) as the same pass over them found them. Persisted: call `unpersist` when
+    done with them."""
 
     events: DataFrame
     # what is persisted: `events` itself, or what `events` is a projection of
     cached: DataFrame
     orders: int
+    raw_days: dict[str, dict[dt.date, RawDay]]
     ignored_columns: list[str] = field(default_factory=list)
 
     def unpersist(self) -> None:
         self.cached.unpersist()
+
+    def raw_table(self, name: str) -> DataFrame:
+        """The rows of raw table `name`, every day."""
+        return self.events.where(F.col(DATED_BY[name]).isNotNull())
+
+    def profile(self, name: str, days: list[dt.date]) -> changes.DayProfile:
+        """Raw table `name`'s profile of `days` (a contiguous range): each day's rows and
+        fingerprint, and each check's violations over them."""
+        found = {d: r for d, r in self.raw_days[name].items() if days[0] <= d <= days[-1]}
+        return changes.DayProfile(
+            dated_by=DATED_BY[name],
+            rows={d: r.rows for d, r in found.items()},
+            content={d: r.content for d, r in found.items()},
+            counts={
+                check: sum(r.violations[check] for r in found.values())
+                for check in row_checks(DATED_BY[name])
+            },
+        )
+
+
+def row_checks(dated_by: str) -> dict[str, Column]:
+    """The raw table's row checks, over validated rows (`_repeat`: the order has another
+    version), each as the condition on a row that breaks it. The validation refuses a landing
+    that breaks any: these count what the tables get, as a guard."""
+    found = {
+        "unique_order_id": F.col(REPEAT),
+        "non_null_keys": F.col("order_id").isNull()
+        | F.col("cpf").isNull()
+        | F.col("order_timestamp").isNull(),
+    }
+    if dated_by == "chargeback_timestamp":
+        found["chargeback_after_order"] = F.col("chargeback_timestamp") < F.col("order_timestamp")
+    return found
+
+
+# The column of validated rows that marks a second version of an order among the good rows.
+REPEAT = "_repeat"
+EVENT_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
+
+
+def profile_raw_tables(flagged: DataFrame) -> tuple[int, dict[str, dict[dt.date, RawDay]]]:
+    """One aggregation over flagged rows (`_bad`, `REPEAT`): how many lines have problems, and
+    each raw table's days from the good rows."""
+    checks = {name: row_checks(by) for name, by in DATED_BY.items()}
+    names = sorted({check for found in checks.values() for check in found})
+    group = "struct<t:string,d:date>"
+    keys = F.when(F.col("_bad"), F.array(F.lit(None).cast(group))).otherwise(
+        F.filter(
+            F.array(
+                *[
+                    F.when(
+                        F.col(by).isNotNull(),
+                        F.struct(F.lit(name).alias("t"), F.to_date(by).alias("d")),
+                    )
+                    for name, by in DATED_BY.items()
+                ]
+            ),
+            lambda key: key.isNotNull(),
+        )
+    )
+    counted = []
+    for i, check in enumerate(names):
+        # a check a table lacks counts 0 for it
+        condition = F.lit(False)
+        for name, found in checks.items():
+            if check in found:
+                condition = condition | ((F.col("_k.t") == name) & found[check])
+        counted.append(F.sum(F.when(condition, 1).otherwise(0)).alias(f"_c{i}"))
+    rows = (
+        flagged.select(F.explode(keys).alias("_k"), changes.row_hash(list(EVENT_COLUMNS)), "*")
+        .groupBy("_k")
+        .agg(F.count(F.lit(1)).alias("_n"), F.sum("_h").alias("_h"), *counted)
+        .collect()
+    )
+    bad, days = 0, {name: {} for name in DATED_BY}
+    for row in rows:
+        if row["_k"] is None:
+            bad = row["_n"]
+            continue
+        name = row["_k"]["t"]
+        days[name][row["_k"]["d"]] = RawDay(
+            rows=row["_n"],
+            content=f"{row['_n']}:{row['_h']}",
+            violations={c: row[f"_c{i}"] for i, c in enumerate(names) if c in checks[name]},
+        )
+    return bad, days
 
 
 def read_header(path: str | Path) -> list[str]:
@@ -249,25 +351,25 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
     checked = _checked(lines, header, first_day)
     has_problems = F.size("_problems") > 0
     # identical lines of one order are a re-delivery, kept once; a line with a problem is
-    # kept too, flagged, so one pass over the file both validates it and caches the events
-    flagged = checked.select(
-        "order_id",
-        F.col(PARSED["order_timestamp"]).alias("order_timestamp"),
-        "cpf",
-        F.col(PARSED["chargeback_timestamp"]).alias("chargeback_timestamp"),
-        has_problems.alias("_bad"),
-    ).dropDuplicates()
-    cached = flagged.persist()
+    # kept too, flagged, so one pass over the file validates it, caches the events and profiles
+    # the raw tables. Lines go by order_id: the re-deliveries and the versions of one order meet
+    # without a shuffle of their own.
+    flagged = (
+        checked.select(
+            "order_id",
+            F.col(PARSED["order_timestamp"]).alias("order_timestamp"),
+            "cpf",
+            F.col(PARSED["chargeback_timestamp"]).alias("chargeback_timestamp"),
+            has_problems.alias("_bad"),
+        )
+        .repartition("order_id")
+        .dropDuplicates()
+    )
+    versions = F.count_if(~F.col("_bad")).over(Window.partitionBy("order_id"))
+    cached = flagged.withColumn(REPEAT, ~F.col("_bad") & (versions > 1)).persist()
     try:
-        # more distinct lines than ids means an order_id with two versions, and only then is it
-        # worth finding their line numbers
-        stats = cached.agg(
-            F.count_if("_bad"),
-            F.count_if(~F.col("_bad")),
-            F.count_distinct(F.when(~F.col("_bad"), F.col("order_id"))),
-        ).first()
-        assert stats is not None
-        bad_records, orders, ids = stats
+        bad_records, raw_days = profile_raw_tables(cached)
+        orders = sum(day.rows for day in raw_days["order_events"].values())
         if bad_records:
             bad = checked.where(has_problems)
             sample = bad.orderBy("_row").select("_row", "_problems").limit(MAX_REPORTED_ERRORS)
@@ -275,15 +377,17 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
             _raise_row_problems(
                 lines, path, [(r["_row"], r["_problems"]) for r in rows], bad.count()
             )
-        if orders != ids:
+        # an order_id with two versions: only then is it worth finding their line numbers
+        if any(d.violations["unique_order_id"] for d in raw_days["order_events"].values()):
             _raise_duplicates(lines, checked, path)
     except BaseException:
         cached.unpersist()
         raise
     return LandingBatch(
-        events=cached.drop("_bad"),
+        events=cached.select(*EVENT_COLUMNS),
         cached=cached,
         orders=orders,
+        raw_days=raw_days,
         ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
     )
 
@@ -395,12 +499,22 @@ def _read_landing_files(
     events = (
         ranked.withColumn("_rank", F.row_number().over(latest))
         .where(F.col("_rank") == 1)
-        .drop("_rank", "_file")
+        .select(*EVENT_COLUMNS, F.lit(False).alias("_bad"), F.lit(False).alias(REPEAT))
         .persist()
     )
     try:
-        orders = events.count()
+        # the pass that combines the files profiles the raw tables
+        _, raw_days = profile_raw_tables(events)
+    except BaseException:
+        events.unpersist()
+        raise
     finally:
         for batch in batches:
             batch.unpersist()
-    return LandingBatch(events=events, cached=events, orders=orders, ignored_columns=ignored)
+    return LandingBatch(
+        events=events.select(*EVENT_COLUMNS),
+        cached=events,
+        orders=sum(day.rows for day in raw_days["order_events"].values()),
+        raw_days=raw_days,
+        ignored_columns=ignored,
+    )

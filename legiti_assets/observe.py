@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from legiti_assets import changes, layout, storage
 from legiti_assets.assets.datasets import training_set_inputs
-from legiti_assets.assets.raw import DATED_BY, raw_events
+from legiti_assets.assets.raw import DATED_BY
 from legiti_assets.catalog import ONLINE_TABLES, SPECS, TRAINING, online_name
 from legiti_assets.io_managers import INPUTS
 from legiti_assets.landing import read_landing_dir, release
@@ -81,8 +81,8 @@ def landing(spark: SparkSession, data_dir: DataDir) -> tuple[dict[str, dict[dt.d
     batch = read_landing_dir(spark, data_dir.landing_dir, dt.date.fromisoformat(FIRST_DAY))
     try:
         fingerprints = {
-            name: {day: f for day, f in changes.day_fingerprints(df, DATED_BY[name]).items() if day}
-            for name, df in raw_events(batch.events).items()
+            name: {day: found.content for day, found in days.items()}
+            for name, days in batch.raw_days.items()
         }
         return fingerprints, batch.orders
     finally:

@@ -6,8 +6,8 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-from legiti_assets import changes, checks, records
-from legiti_assets.assets import feature_store, raw
+from legiti_assets import changes, checks, landing, records
+from legiti_assets.assets import feature_store
 from legiti_assets.catalog import SPECS
 from legiti_assets.schemas import spark_ddl, state_schema
 
@@ -68,30 +68,47 @@ def test_profile_of_an_undated_table_has_one_group(spark) -> None:
     assert found.counts == {"repeats": 1}
 
 
-def test_raw_checks_count_each_broken_row(spark) -> None:
-    days = [MAY + dt.timedelta(days=i) for i in range(3)]
+def test_the_landing_pass_profiles_each_raw_table_and_counts_its_checks(spark) -> None:
+    """The pass that validates the landing profiles both raw tables: each day's rows and
+    fingerprint (the same as a profile of the table's rows) and each check's broken rows, on
+    rows the validation would refuse (they reach no table, but a guard must count them)."""
     rows = [
-        ("o1", at(0, 10), "x", at(1, 9)),
-        ("o1", at(2, 10), "y", None),  # the same order on another day
-        ("o2", at(1, 10), None, None),  # no user
-        ("o3", at(5, 10), "x", at(1, 9)),  # outside the days, charged back before it
-        ("o4", at(2, 10), "z", None),
+        ("o1", at(0, 10), "x", at(1, 9), False, True),  # a second version of o1
+        ("o1", at(2, 10), "y", None, False, True),
+        ("o2", at(1, 10), None, None, False, False),  # no user
+        ("o3", at(5, 10), "x", at(1, 9), False, False),  # charged back before the order
+        ("o4", at(2, 10), "z", None, False, False),
+        ("o5", None, "z", None, True, False),  # a line with problems
     ]
-    df = spark.createDataFrame(rows, EVENTS)
-    orders = changes.profile(
-        df, "order_timestamp", counts=raw._violations("order_timestamp", days)
-    ).counts
-    assert orders == {"unique_order_id": 1, "non_null_keys": 1, "dated_inside_partition": 1}
-    charged = df.where(F.col("chargeback_timestamp").isNotNull())
-    chargebacks = changes.profile(
-        charged, "chargeback_timestamp", counts=raw._violations("chargeback_timestamp", days)
-    ).counts
-    assert chargebacks == {
-        "unique_order_id": 0,
-        "non_null_keys": 0,
-        "dated_inside_partition": 0,
-        "chargeback_after_order": 1,
+    flagged = spark.createDataFrame(rows, f"{EVENTS}, _bad boolean, _repeat boolean")
+    bad, found = landing.profile_raw_tables(flagged)
+    assert bad == 1
+    violations = {
+        name: {str(d): r.violations for d, r in sorted(days.items())}
+        for name, days in found.items()
     }
+    assert violations == {
+        "order_events": {
+            "2020-05-01": {"unique_order_id": 1, "non_null_keys": 0},
+            "2020-05-02": {"unique_order_id": 0, "non_null_keys": 1},
+            "2020-05-03": {"unique_order_id": 1, "non_null_keys": 0},
+            "2020-05-06": {"unique_order_id": 0, "non_null_keys": 0},
+        },
+        "chargeback_events": {
+            "2020-05-02": {
+                "unique_order_id": 1,
+                "non_null_keys": 0,
+                "chargeback_after_order": 1,
+            }
+        },
+    }
+    good = flagged.where(~F.col("_bad")).select(*landing.EVENT_COLUMNS)
+    for name, dated_by in landing.DATED_BY.items():
+        table = good.where(F.col(dated_by).isNotNull())
+        assert {d: r.content for d, r in found[name].items()} == changes.day_fingerprints(
+            table, dated_by
+        )
+        assert {d: r.rows for d, r in found[name].items()} == changes.profile(table, dated_by).rows
 
 
 def test_feature_set_checks_count_each_broken_row(spark) -> None:

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import dagster as dg
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from legiti_assets import changes, checks, layout
@@ -15,7 +15,13 @@ from legiti_assets.io_managers import (
     add_day_metadata,
     day_rows,
 )
-from legiti_assets.landing import LandingFileError, landing_files, read_landing_dir, release
+from legiti_assets.landing import (
+    DATED_BY,
+    LandingFileError,
+    landing_files,
+    read_landing_dir,
+    release,
+)
 from legiti_assets.partitions import (
     FIRST_DAY,
     SINGLE_RUN,
@@ -73,32 +79,6 @@ def _day_in(column: str, days: list[dt.date]) -> Column:
     return F.to_date(column).between(F.lit(days[0]), F.lit(days[-1]))
 
 
-def _violations(dated_by: str, days: list[dt.date]) -> dict[str, Column]:
-    """Each check's condition on a row that breaks it."""
-    found = {
-        "unique_order_id": checks.repeats("order_id"),
-        "non_null_keys": F.col("order_id").isNull()
-        | F.col("cpf").isNull()
-        | F.col("order_timestamp").isNull(),
-        "dated_inside_partition": ~_day_in(dated_by, days),
-    }
-    if dated_by == "chargeback_timestamp":
-        found["chargeback_after_order"] = F.col("chargeback_timestamp") < F.col("order_timestamp")
-    return found
-
-
-# Each raw event asset, with the timestamp that dates (and partitions) its rows.
-DATED_BY = {"order_events": "order_timestamp", "chargeback_events": "chargeback_timestamp"}
-
-
-def raw_events(events: DataFrame) -> dict[str, DataFrame]:
-    """Each raw event asset's rows, every day, from the landing's orders."""
-    return {
-        "order_events": events,
-        "chargeback_events": events.where(F.col("chargeback_timestamp").isNotNull()),
-    }
-
-
 # one definition, quiet: see beta_parameters
 with beta_parameters():
 
@@ -148,22 +128,19 @@ with beta_parameters():
                 "landing_orders": batch.orders,
                 "ignored_columns": ", ".join(batch.ignored_columns) or "none",
             }
-            for name, df in raw_events(batch.events).items():
+            for name, dated_by in DATED_BY.items():
                 if name not in context.selected_output_names:
                     continue
-                dated_by = DATED_BY[name]
-                in_days = df.where(_day_in(dated_by, days))
-                # one pass: the checks' counts and the days' fingerprints the write records
-                profile = changes.profile(
-                    in_days,
-                    dated_by,
-                    fingerprint=True,
-                    counts=_violations(dated_by, days),
-                )
+                in_days = batch.raw_table(name).where(_day_in(dated_by, days))
+                # counted in the pass that validated the landing: the days' rows, fingerprints
+                # and checks the write records
+                profile = batch.profile(name, days)
                 add_day_metadata(context, name, day_rows(profile, days))
                 yield dg.Output(
                     changes.Profiled(in_days, profile), output_name=name, metadata=landing
                 )
-                yield from checks.results(context, name, profile.counts)
+                # the rows written are those of the days written
+                counts = {**profile.counts, "dated_inside_partition": 0}
+                yield from checks.results(context, name, counts)
         finally:
             release(batch)
