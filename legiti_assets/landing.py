@@ -299,7 +299,8 @@ def _line_numbers(lines: DataFrame, row_ids: list[int]) -> dict[int, int]:
 
 def _checked(lines: DataFrame, header: list[str], first_day: dt.date) -> DataFrame:
     """Each record line (not the header, not blank) as `_row`, its fields, their `PARSED`
-    timestamps and `_problems`: the messages of its failed checks, as `field:message`."""
+    timestamps, `_bad` (whether any check failed) and `_problems`: the messages of its failed
+    checks, as `field:message`."""
     schema = ", ".join(f"`c{i}` string" for i in range(len(header))) + ", `_corrupt` string"
     value = F.col("value")
     too_long = F.octet_length(value) > MAX_LINE_BYTES
@@ -339,6 +340,11 @@ def _checked(lines: DataFrame, header: list[str], first_day: dt.date) -> DataFra
         F.when(
             F.col("_too_long"), F.array(F.lit(f"_:the line is longer than {MAX_LINE_BYTES} bytes"))
         ).otherwise(F.filter(F.array(*problem_list), lambda p: p.isNotNull())),
+    ).withColumn(
+        # whether the line has any problem, without listing them: Spark evaluates `filter`, a
+        # function of a lambda, row by row without generated code (ten times the cost)
+        "_bad",
+        F.col("_too_long") | F.coalesce(*problem_list).isNotNull(),
     )
 
 
@@ -349,7 +355,7 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
     header = read_header(path)
     lines = spark.read.text(uri(path)).withColumn("_row", F.monotonically_increasing_id())
     checked = _checked(lines, header, first_day)
-    has_problems = F.size("_problems") > 0
+    has_problems = F.col("_bad")
     # identical lines of one order are a re-delivery, kept once; a line with a problem is
     # kept too, flagged, so one pass over the file validates it, caches the events and profiles
     # the raw tables. Lines go by order_id: the re-deliveries and the versions of one order meet
