@@ -1,6 +1,6 @@
-"""Row-level asset checks: each counts the rows that break it, in the one pass over an asset's
-output that also counts its rows per day (`changes.profile`), or while the output is written
-(`Counted`)."""
+"""Row-level asset checks: each counts the rows that break it, in a pass its step makes anyway:
+the landing's validating pass (raw tables), the pass that counts an output's rows per day
+(`changes.profile`), or the write itself (`Counted`)."""
 
 import threading
 from collections.abc import Mapping
@@ -77,6 +77,8 @@ class Counted:
         waiter = threading.Thread(target=wait, name="observed-counts", daemon=True)
         waiter.start()
         waiter.join(COUNTS_TIMEOUT_S)
+        # the write is committed by then: a step that fails here reports no check result, and
+        # the thread stays blocked; Spark's listener bus drops events only when its queue is full
         if "counts" not in found:
             raise RuntimeError(
                 f"Spark reported no counts {COUNTS_TIMEOUT_S:.0f} s after writing the rows: "

@@ -109,11 +109,12 @@ class LandingBatch:
 
 
 def row_checks(dated_by: str) -> dict[str, Column]:
-    """The raw table's row checks, over validated rows (`_repeat`: the order has another
-    version), each as the condition on a row that breaks it. The validation refuses a landing
-    that breaks any: these count what the tables get, as a guard."""
+    """The row checks of the raw table dated by `dated_by`, over validated rows (`repeat`'s
+    column: a row after the first of its order_id in the table), each as the condition on a
+    row that breaks it. The validation refuses a landing that breaks any: these count what the
+    tables get, as a guard."""
     found = {
-        "unique_order_id": F.col(REPEAT),
+        "unique_order_id": F.col(_repeat(dated_by)),
         "non_null_keys": F.col("order_id").isNull()
         | F.col("cpf").isNull()
         | F.col("order_timestamp").isNull(),
@@ -123,14 +124,27 @@ def row_checks(dated_by: str) -> dict[str, Column]:
     return found
 
 
-# The column of validated rows that marks a second version of an order among the good rows.
-REPEAT = "_repeat"
+def _repeat(dated_by: str) -> str:
+    return f"_repeat_{dated_by}"
+
+
 EVENT_COLUMNS = ("order_id", "order_timestamp", "cpf", "chargeback_timestamp")
 
 
 def profile_raw_tables(flagged: DataFrame) -> tuple[int, dict[str, dict[dt.date, RawDay]]]:
-    """One aggregation over flagged rows (`_bad`, `REPEAT`): how many lines have problems, and
-    each raw table's days from the good rows."""
+    """One aggregation over flagged rows (the events' columns and `_bad`): how many lines have
+    problems, and each raw table's days from the good rows. Rows partitioned by order_id (as
+    `read_landing` leaves them) are not shuffled again."""
+    # a good row after the first good one of its order_id in each table: that table's repeat
+    by_id = (
+        Window.partitionBy("order_id")
+        .orderBy("_bad", *EVENT_COLUMNS)
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    for by in DATED_BY.values():
+        in_table = ~F.col("_bad") & F.col(by).isNotNull()
+        earlier = F.sum(F.when(in_table, 1).otherwise(0)).over(by_id)
+        flagged = flagged.withColumn(_repeat(by), in_table & (earlier > 1))
     checks = {name: row_checks(by) for name, by in DATED_BY.items()}
     names = sorted({check for found in checks.values() for check in found})
     group = "struct<t:string,d:date>"
@@ -371,8 +385,7 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
         .repartition("order_id")
         .dropDuplicates()
     )
-    versions = F.count_if(~F.col("_bad")).over(Window.partitionBy("order_id"))
-    cached = flagged.withColumn(REPEAT, ~F.col("_bad") & (versions > 1)).persist()
+    cached = flagged.persist()
     try:
         bad_records, raw_days = profile_raw_tables(cached)
         orders = sum(day.rows for day in raw_days["order_events"].values())
@@ -390,7 +403,7 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
         cached.unpersist()
         raise
     return LandingBatch(
-        events=cached.select(*EVENT_COLUMNS),
+        events=cached.drop("_bad"),
         cached=cached,
         orders=orders,
         raw_days=raw_days,
@@ -505,7 +518,7 @@ def _read_landing_files(
     events = (
         ranked.withColumn("_rank", F.row_number().over(latest))
         .where(F.col("_rank") == 1)
-        .select(*EVENT_COLUMNS, F.lit(False).alias("_bad"), F.lit(False).alias(REPEAT))
+        .select(*EVENT_COLUMNS, F.lit(False).alias("_bad"))
         .persist()
     )
     try:
@@ -518,7 +531,7 @@ def _read_landing_files(
         for batch in batches:
             batch.unpersist()
     return LandingBatch(
-        events=events.select(*EVENT_COLUMNS),
+        events=events.drop("_bad"),
         cached=events,
         orders=sum(day.rows for day in raw_days["order_events"].values()),
         raw_days=raw_days,

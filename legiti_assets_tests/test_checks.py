@@ -73,14 +73,16 @@ def test_the_landing_pass_profiles_each_raw_table_and_counts_its_checks(spark) -
     fingerprint (the same as a profile of the table's rows) and each check's broken rows, on
     rows the validation would refuse (they reach no table, but a guard must count them)."""
     rows = [
-        ("o1", at(0, 10), "x", at(1, 9), False, True),  # a second version of o1
-        ("o1", at(2, 10), "y", None, False, True),
-        ("o2", at(1, 10), None, None, False, False),  # no user
-        ("o3", at(5, 10), "x", at(1, 9), False, False),  # charged back before the order
-        ("o4", at(2, 10), "z", None, False, False),
-        ("o5", None, "z", None, True, False),  # a line with problems
+        ("o1", at(0, 10), "x", at(1, 9), False),  # o1 twice: the later one repeats it
+        ("o1", at(2, 10), "y", None, False),  # ... in order_events only
+        ("o2", at(1, 10), None, None, False),  # no user
+        ("o3", at(5, 10), "x", at(1, 9), False),  # charged back before the order
+        ("o4", at(2, 10), "z", None, False),
+        ("o5", None, "z", None, True),  # a line with problems
+        ("o6", at(3, 1), "w", at(4, 1), False),  # o6 twice, charged back both times
+        ("o6", at(3, 2), "w", at(4, 2), False),
     ]
-    flagged = spark.createDataFrame(rows, f"{EVENTS}, _bad boolean, _repeat boolean")
+    flagged = spark.createDataFrame(rows, f"{EVENTS}, _bad boolean")
     bad, found = landing.profile_raw_tables(flagged)
     assert bad == 1
     violations = {
@@ -89,17 +91,23 @@ def test_the_landing_pass_profiles_each_raw_table_and_counts_its_checks(spark) -
     }
     assert violations == {
         "order_events": {
-            "2020-05-01": {"unique_order_id": 1, "non_null_keys": 0},
+            "2020-05-01": {"unique_order_id": 0, "non_null_keys": 0},
             "2020-05-02": {"unique_order_id": 0, "non_null_keys": 1},
             "2020-05-03": {"unique_order_id": 1, "non_null_keys": 0},
+            "2020-05-04": {"unique_order_id": 1, "non_null_keys": 0},
             "2020-05-06": {"unique_order_id": 0, "non_null_keys": 0},
         },
         "chargeback_events": {
             "2020-05-02": {
-                "unique_order_id": 1,
+                "unique_order_id": 0,
                 "non_null_keys": 0,
                 "chargeback_after_order": 1,
-            }
+            },
+            "2020-05-05": {
+                "unique_order_id": 1,
+                "non_null_keys": 0,
+                "chargeback_after_order": 0,
+            },
         },
     }
     good = flagged.where(~F.col("_bad")).select(*landing.EVENT_COLUMNS)
