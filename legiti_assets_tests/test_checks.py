@@ -198,3 +198,37 @@ def test_training_set_checks_count_what_a_wrong_join_wrote(
         "point_in_time": (False, 1),
         "row_count_equals_orders": (False, 1),
     }
+
+
+def test_an_order_stored_twice_fails_one_row_per_order(spark, built_sample, tmp_path) -> None:
+    """order_events holding an order twice (as a partial re-ingestion of an order moved between
+    days can leave it): the join keeps both rows, and only one_row_per_order counts it."""
+    import shutil
+
+    import dagster as dg
+
+    from legiti_assets import layout
+    from legiti_assets.definitions import definitions
+    from legiti_assets.jobs import COMPUTE_FEATURES
+    from legiti_assets_tests.helpers import resources_for
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(built_sample, data_dir)
+    table = str(data_dir / layout.raw_table("order_events"))
+    first = spark.read.format("delta").load(table).orderBy("order_timestamp").limit(1)
+    first.write.format("delta").mode("append").save(table)
+    job = definitions(resources_for(data_dir)).resolve_job_def(COMPUTE_FEATURES)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("awesome_dataset")],
+        raise_on_error=False,
+    )
+    found = {
+        e.check_name: (e.passed, e.metadata["violations"].value)
+        for e in result.get_asset_check_evaluations()
+    }
+    assert found == {
+        "one_row_per_order": (False, 1),
+        "point_in_time": (True, 0),
+        "row_count_equals_orders": (True, 0),
+    }
