@@ -31,6 +31,32 @@ def repeats(*columns: str) -> Column:
     return F.row_number().over(Window.partitionBy(*key).orderBy(*key)) > 1
 
 
+# Above this many hashes shared by two rows, the values themselves are grouped instead.
+MAX_SHARED_HASHES = 100_000
+
+
+def repeated_rows(df: DataFrame, column: str) -> int:
+    """How many rows of `df` repeat an earlier row's `column` (nulls equal), as `repeats`
+    counts them. Exact: rows are grouped by a 64-bit hash of the value first, which shuffles
+    less than the values; only values whose hash two rows share are then compared."""
+    hashed = df.select(F.col(column).alias("_v"), F.xxhash64(column).alias("_h"))
+    shared = [
+        row["_h"]
+        for row in hashed.groupBy("_h")
+        .count()
+        .where("count > 1")
+        .limit(MAX_SHARED_HASHES + 1)
+        .select("_h")
+        .collect()
+    ]
+    if not shared:
+        return 0
+    if len(shared) <= MAX_SHARED_HASHES:
+        hashed = hashed.where(F.col("_h").isin(shared))
+    total = hashed.groupBy("_v").count().agg(F.sum(F.col("count") - 1)).first()[0]
+    return int(total or 0)
+
+
 def results(
     context: dg.AssetExecutionContext,
     asset: str,

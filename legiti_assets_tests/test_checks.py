@@ -143,6 +143,17 @@ def test_feature_set_checks_count_each_broken_row(spark) -> None:
     }
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_repeated_rows_counts_as_repeats_does(spark, seed: int) -> None:
+    rnd = random.Random(seed)
+    values = [rnd.choice(["a", "b", "c", None, *map(str, range(40))]) for _ in range(60)]
+    df = spark.createDataFrame([(v,) for v in values], "order_id string")
+    expected = changes.profile(df, None, counts={"r": checks.repeats("order_id")}).counts["r"]
+    assert expected > 0
+    assert checks.repeated_rows(df, "order_id") == expected
+    assert checks.repeated_rows(df.dropDuplicates(), "order_id") == 0
+
+
 @pytest.mark.parametrize("n", [0, 7])
 def test_counted_counts_the_rows_a_delta_write_wrote(spark, tmp_path, n: int) -> None:
     """The counts come with the write, an empty one included; no write: an error, not a hang."""

@@ -127,12 +127,11 @@ def training_set_asset(
         # the order_ids as stored: each row beyond them repeats an order, whether the spine
         # (an order moved between days, one of them not ingested again) or the join made it
         stored = storage.read(spine.sparkSession, data_dir.resolve(layout.dataset_table(name)))
-        ids = stored.agg(F.count_distinct("order_id")).first()[0]
         yield from checks.results(
             context,
             name,
             {
-                "one_row_per_order": found[checks.ROWS] - ids,
+                "one_row_per_order": checks.repeated_rows(stored, "order_id"),
                 "point_in_time": found["point_in_time"],
                 "row_count_equals_orders": abs(found[checks.ROWS] - n_rows),
             },
