@@ -82,9 +82,13 @@ class LandingBatch:
     events: DataFrame
     # what is persisted: `events` itself, or what `events` is a projection of
     cached: DataFrame
-    orders: int
     raw_days: dict[str, dict[dt.date, RawDay]]
     ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def orders(self) -> int:
+        """How many orders: every one has an order_timestamp, so a row of order_events."""
+        return sum(day.rows for day in self.raw_days["order_events"].values())
 
     def unpersist(self) -> None:
         self.cached.unpersist()
@@ -388,7 +392,6 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
     cached = flagged.persist()
     try:
         bad_records, raw_days = profile_raw_tables(cached)
-        orders = sum(day.rows for day in raw_days["order_events"].values())
         if bad_records:
             bad = checked.where(has_problems)
             sample = bad.orderBy("_row").select("_row", "_problems").limit(MAX_REPORTED_ERRORS)
@@ -405,7 +408,6 @@ def read_landing(spark: SparkSession, path: str | Path, first_day: dt.date) -> L
     return LandingBatch(
         events=cached.drop("_bad"),
         cached=cached,
-        orders=orders,
         raw_days=raw_days,
         ignored_columns=[c for c in header if c not in REQUIRED_COLUMNS],
     )
@@ -533,7 +535,6 @@ def _read_landing_files(
     return LandingBatch(
         events=events.drop("_bad"),
         cached=events,
-        orders=sum(day.rows for day in raw_days["order_events"].values()),
         raw_days=raw_days,
         ignored_columns=ignored,
     )

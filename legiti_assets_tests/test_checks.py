@@ -169,6 +169,26 @@ def test_counted_without_a_write_raises(spark, monkeypatch) -> None:
         checks.Counted(spark.range(3), {}).counts()
 
 
+def _training_set_checks(data_dir) -> dict[str, tuple[bool, int]]:
+    """Each check of `awesome_dataset` built in `data_dir`: (passed, violations)."""
+    import dagster as dg
+
+    from legiti_assets.definitions import definitions
+    from legiti_assets.jobs import COMPUTE_FEATURES
+    from legiti_assets_tests.helpers import resources_for
+
+    job = definitions(resources_for(data_dir)).resolve_job_def(COMPUTE_FEATURES)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("awesome_dataset")],
+        raise_on_error=False,
+    )
+    return {
+        e.check_name: (e.passed, e.metadata["violations"].value)
+        for e in result.get_asset_check_evaluations()
+    }
+
+
 def test_training_set_checks_count_what_a_wrong_join_wrote(
     built_sample, tmp_path, monkeypatch
 ) -> None:
@@ -176,13 +196,8 @@ def test_training_set_checks_count_what_a_wrong_join_wrote(
     training set counts it, and the stored rows are compared with the spine's."""
     import shutil
 
-    import dagster as dg
-
     from legiti_assets.assets import datasets
-    from legiti_assets.definitions import definitions
-    from legiti_assets.jobs import COMPUTE_FEATURES
     from legiti_assets.pit_join import asof_column
-    from legiti_assets_tests.helpers import resources_for
 
     data_dir = tmp_path / "data"
     shutil.copytree(built_sample, data_dir)
@@ -194,17 +209,7 @@ def test_training_set_checks_count_what_a_wrong_join_wrote(
         return joined.unionByName(joined.limit(1).withColumn(asof_column("user_orders"), future))
 
     monkeypatch.setattr(datasets, "point_in_time_join", wrong)
-    job = definitions(resources_for(data_dir)).resolve_job_def(COMPUTE_FEATURES)
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[dg.AssetKey("awesome_dataset")],
-        raise_on_error=False,
-    )
-    found = {
-        e.check_name: (e.passed, e.metadata["violations"].value)
-        for e in result.get_asset_check_evaluations()
-    }
-    assert found == {
+    assert _training_set_checks(data_dir) == {
         "one_row_per_order": (False, 1),
         "point_in_time": (False, 1),
         "row_count_equals_orders": (False, 1),
@@ -216,29 +221,14 @@ def test_an_order_stored_twice_fails_one_row_per_order(spark, built_sample, tmp_
     days can leave it): the join keeps both rows, and only one_row_per_order counts it."""
     import shutil
 
-    import dagster as dg
-
     from legiti_assets import layout
-    from legiti_assets.definitions import definitions
-    from legiti_assets.jobs import COMPUTE_FEATURES
-    from legiti_assets_tests.helpers import resources_for
 
     data_dir = tmp_path / "data"
     shutil.copytree(built_sample, data_dir)
     table = str(data_dir / layout.raw_table("order_events"))
     first = spark.read.format("delta").load(table).orderBy("order_timestamp").limit(1)
     first.write.format("delta").mode("append").save(table)
-    job = definitions(resources_for(data_dir)).resolve_job_def(COMPUTE_FEATURES)
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[dg.AssetKey("awesome_dataset")],
-        raise_on_error=False,
-    )
-    found = {
-        e.check_name: (e.passed, e.metadata["violations"].value)
-        for e in result.get_asset_check_evaluations()
-    }
-    assert found == {
+    assert _training_set_checks(data_dir) == {
         "one_row_per_order": (False, 1),
         "point_in_time": (True, 0),
         "row_count_equals_orders": (True, 0),
