@@ -86,7 +86,7 @@ SEED ?= 20200717
 SIZES ?= 10k,100k
 BENCH_ARGS ?=  # e.g. --stock-cap 0 (skip stock butterfree), --daily-repeats 5
 
-data: install ## synthetic landing file of SIZE=10k|100k|1m|10m orders (SEED) in LEGITI_DATA_DIR
+data: install ## synthetic landing file of SIZE=10k|100k|1m|10m|30m orders (SEED) in LEGITI_DATA_DIR
 	@if [ "$(realpath $(LEGITI_DATA_DIR))" = "$(realpath data)" ]; then \
 		echo "set LEGITI_DATA_DIR to another directory: data/ holds the committed sample"; exit 2; fi
 	$(RUN) python -m legiti_assets.synthetic --size $(SIZE) --seed $(SEED) --data-dir $(LEGITI_DATA_DIR)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -158,6 +160,35 @@ def day_rows(profile: changes.DayProfile, days: list[dt.date]) -> dict[dt.date, 
     return {day: {"dagster/row_count": profile.rows.get(day, 0)} for day in days}
 
 
+def run_metadata(
+    days: list[dt.date], rows: Mapping[dt.date | None, int], version: int
+) -> dict[str, object]:
+    """The output metadata of a daily asset's run: every day's event of a range run carries
+    it, so these are the run's totals, named as such; each day's own figures are the asset's
+    (`add_day_metadata`)."""
+    return {
+        RUN_ROWS: sum(rows.values()),
+        "run_days": len(days),
+        "run_days_with_rows": sum(1 for n in rows.values() if n),
+        "run_first_day": str(days[0]),
+        "run_last_day": str(days[-1]),
+        "table_version": version,
+    }
+
+
+def _refuse_outside(
+    name: str, rows: Mapping[dt.date | None, int], days: list[dt.date], dated_by: str
+) -> None:
+    if None in rows:
+        raise dg.Failure(f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was written.")
+    outside = sorted(set(rows) - set(days))
+    if outside:
+        raise dg.Failure(
+            f"{name}: rows dated {outside[0]} lie outside the partitions "
+            f"{days[0]}..{days[-1]} being written; nothing was written."
+        )
+
+
 def _json_safe(value: object) -> str | int | float | bool | None:
     """A value as a table record holds it: times in UTC as the landing writes them
     (`YYYY-MM-DD HH:MM:SS`), days as `YYYY-MM-DD`, NaN and infinities as None."""
@@ -219,6 +250,89 @@ def day_previews(
     return {day: preview_table(df.schema, rows) for day, rows in by_day.items()}
 
 
+def write_days(
+    spark: SparkSession,
+    data: DataDir,
+    name: str,
+    metadata: Mapping[str, object],
+    days: list[dt.date],
+    run_id: str,
+    df: DataFrame,
+    profile: changes.DayProfile | None = None,
+) -> int:
+    """Replace `days` of the table of asset `name` (its definition `metadata`) with `df`,
+    in one commit; returns its version. `profile`: `df`'s rows per day (and fingerprints,
+    if the table records them). Without one, `df` is written in its only pass and its
+    days record no rows; Delta refuses the write if a row is dated outside `days`."""
+    table = data.resolve(str(metadata[TABLE]))
+    storage.check_layout(name, table)
+    dated_by = str(metadata[PARTITION_EXPR])
+    based_on = storage.current_version(table)
+    new_schema = based_on is not None and _columns(
+        spark.read.format("delta").load(uri(table)).schema
+    ) != _columns(df.schema)
+    if profile is None and (new_schema or metadata.get(FINGERPRINTED)):
+        profile = changes.profile(df, dated_by, fingerprint=bool(metadata.get(FINGERPRINTED)))
+    if profile is not None:
+        _refuse_outside(name, profile.rows, days, dated_by)
+    content = profile.content if profile is not None else None
+    source = None
+    if SOURCE_TABLE in metadata:
+        source_table = data.resolve(str(metadata[SOURCE_TABLE]))
+        source = storage.recorded(source_table, pin(run_id, source_table))
+    known = storage.recorded(table, based_on)
+    replace_where: str | None = storage.day_bounds(dated_by, days[0], days[-1])
+    stale: dict[dt.date, DayRecord] = {}
+    if new_schema:
+        if VERSION not in metadata:
+            raise dg.Failure(
+                f"{name}: {table} holds other columns than this output; write every "
+                "stored day of it again (dagster asset materialize --partition-range)"
+            )
+        # the whole table is rewritten under the new columns; its other days, conformed
+        # to them, must still read as stale
+        kept = storage.read(spark, table, based_on).where(~F.expr(replace_where))
+        df = df.unionByName(conformed(kept, df.schema))
+        replace_where = None
+        stale = {
+            day: DayRecord(**{**vars(r), "version": r.version or UNKNOWN})
+            for day, r in known.items()
+            if day not in set(days)
+        }
+    records = {
+        **known,
+        **stale,
+        **{
+            day: DayRecord(
+                version=metadata.get(VERSION),
+                content=None if content is None else content.get(day, EMPTY),
+                inputs=None
+                if source is None
+                else inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
+                rows=None if profile is None else profile.rows.get(day, 0),
+            )
+            for day in days
+        },
+    }
+    all_days = sorted(records) if new_schema else days
+    try:
+        return storage.write(
+            storage.clustered(df, dated_by, all_days),
+            table,
+            days=records,
+            based_on=based_on,
+            replace_where=replace_where,
+            new_schema=new_schema,
+        )
+    except (PySparkException, Py4JJavaError) as error:
+        if "DELTA_REPLACE_WHERE_MISMATCH" not in str(error):
+            raise
+        raise dg.Failure(
+            f"{name}: rows with no {dated_by} or dated outside the partitions "
+            f"{days[0]}..{days[-1]} being written; nothing was written."
+        ) from error
+
+
 def _run_id(context: dg.InputContext) -> str:
     try:
         return context.step_context.run_id
@@ -245,7 +359,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         name = context.asset_key.to_user_string()
         storage.check_layout(name, table)
         if context.has_asset_partitions:
-            metadata = self._write_days(context, obj, table)
+            metadata = self._write_days(context, obj)
         else:
             metadata = self._write_table(context, obj, table)
         # the column schema is definition metadata: a range run copies output metadata into
@@ -284,96 +398,24 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         }
 
     def _write_days(
-        self, context: dg.OutputContext, obj: DataFrame | changes.Profiled, table: Path
+        self, context: dg.OutputContext, obj: DataFrame | changes.Profiled
     ) -> dict[str, object]:
         days = days_of(context.asset_partitions_time_window)
         metadata = context.definition_metadata
         dated_by = str(metadata[PARTITION_EXPR])
-        fingerprinted = bool(metadata.get(FINGERPRINTED))
-        name = context.asset_key.to_user_string()
         df, profile = (obj.df, obj.profile) if isinstance(obj, changes.Profiled) else (obj, None)
         # an asset that profiled its output for its checks saves a pass over it here
         if (
             profile is None
             or profile.dated_by != dated_by
-            or (fingerprinted and profile.content is None)
+            or (metadata.get(FINGERPRINTED) and profile.content is None)
         ):
-            profile = changes.profile(df, dated_by, fingerprint=fingerprinted)
-        content = profile.content if fingerprinted else None
-        rows = profile.rows
-        if None in rows:
-            raise dg.Failure(
-                f"{name}: {rows[None]} row(s) have no {dated_by}; nothing was written."
-            )
-        outside = sorted(set(rows) - set(days))
-        if outside:
-            raise dg.Failure(
-                f"{name}: rows dated {outside[0]} lie outside the partitions "
-                f"{days[0]}..{days[-1]} being written; nothing was written."
-            )
-        source = None
-        if SOURCE_TABLE in metadata:
-            source_table = self.data.resolve(str(metadata[SOURCE_TABLE]))
-            source = storage.recorded(source_table, pin(context.run_id, source_table))
-        based_on = storage.current_version(table)
-        known = storage.recorded(table, based_on)
-        new_schema = based_on is not None and _columns(
-            self.spark.spark_session.read.format("delta").load(uri(table)).schema
-        ) != _columns(df.schema)
-        replace_where: str | None = storage.day_bounds(dated_by, days[0], days[-1])
-        stale: dict[dt.date, DayRecord] = {}
-        if new_schema:
-            if VERSION not in metadata:
-                raise dg.Failure(
-                    f"{name}: {table} holds other columns than this output; write every "
-                    "stored day of it again (dagster asset materialize --partition-range)"
-                )
-            # the whole table is rewritten under the new columns; its other days, conformed
-            # to them, must still read as stale
-            kept = storage.read(self.spark.spark_session, table, based_on).where(
-                ~F.expr(replace_where)
-            )
-            df = df.unionByName(conformed(kept, df.schema))
-            replace_where = None
-            stale = {
-                day: DayRecord(**{**vars(r), "version": r.version or UNKNOWN})
-                for day, r in known.items()
-                if day not in set(days)
-            }
-        records = {
-            **known,
-            **stale,
-            **{
-                day: DayRecord(
-                    version=metadata.get(VERSION),
-                    content=None if content is None else content.get(day, EMPTY),
-                    inputs=None
-                    if source is None
-                    else inputs_fingerprint(source, day, int(metadata[SOURCE_LOOKBACK])),
-                    rows=rows.get(day, 0),
-                )
-                for day in days
-            },
-        }
-        all_days = sorted(records) if new_schema else days
-        version = storage.write(
-            storage.clustered(df, dated_by, all_days),
-            table,
-            days=records,
-            based_on=based_on,
-            replace_where=replace_where,
-            new_schema=new_schema,
+            profile = changes.profile(df, dated_by, fingerprint=bool(metadata.get(FINGERPRINTED)))
+        name = context.asset_key.to_user_string()
+        version = write_days(
+            self.spark.spark_session, self.data, name, metadata, days, context.run_id, df, profile
         )
-        # every day's event of a range run carries this metadata: the run's totals, named as
-        # such; each day's own figures are the asset's (`add_day_metadata`)
-        return {
-            RUN_ROWS: sum(rows.values()),
-            "run_days": len(days),
-            "run_days_with_rows": len(rows),
-            "run_first_day": str(days[0]),
-            "run_last_day": str(days[-1]),
-            "table_version": version,
-        }
+        return run_metadata(days, profile.rows, version)
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         spark = self.spark.spark_session

@@ -67,14 +67,18 @@ class DailyTable(NamedTuple):
     path: Path
     dated_by: str
     schema: dg.TableSchema  # for a table whose manifest records days but no file holds rows
+    # whether its days record their row counts: a feature set's writes do not (`write_days`)
+    counts_rows: bool
 
 
 def daily_tables(data: DataDir) -> Iterator[DailyTable]:
     for asset, dated_by in DATED_BY.items():
-        yield DailyTable(asset, data.resolve(layout.raw_table(asset)), dated_by, EVENT_SCHEMA)
+        yield DailyTable(
+            asset, data.resolve(layout.raw_table(asset)), dated_by, EVENT_SCHEMA, counts_rows=True
+        )
     for spec in SPECS.values():
         path = data.resolve(layout.feature_set_table(spec.entity, spec.name))
-        yield DailyTable(spec.name, path, TIMESTAMP, state_schema(spec))
+        yield DailyTable(spec.name, path, TIMESTAMP, state_schema(spec), counts_rows=False)
 
 
 def training_sets(data: DataDir) -> Iterator[tuple[Path, list[str]]]:
@@ -184,7 +188,7 @@ def _convert_days(spark: SparkSession, table: DailyTable) -> None:
         was_conformed = any((day.year, day.month, day.day)[: len(k)] == k for k in older)
         records[day] = dataclasses.replace(
             record,
-            rows=rows.get(day, 0),
+            rows=rows.get(day, 0) if table.counts_rows else None,
             version=record.version or (UNKNOWN if was_conformed else None),
         )
     written = sorted(records)

@@ -3,7 +3,8 @@
 A write is one commit. A daily table's write replaces exactly the days of its range
 (`replaceWhere` on its timestamp column): files holding only other days are left alone, and a
 day whose new result is empty is left with no rows. What is known of each day (`DayRecord`:
-declaration version, fingerprints, rows) travels in the same commit, as its `userMetadata`, so
+declaration version, fingerprints, rows where counted before the write) travels in the same
+commit, as its `userMetadata`, so
 the records and the rows they describe are never out of step, and time travel reads both as of
 any version. A reader of any kind (Spark, `deltalake`, DuckDB or pandas through it) sees one
 committed version; old files go only through `VACUUM`, past a retention period.
@@ -160,9 +161,29 @@ def recorded_days(table: Path) -> list[dt.date]:
 
 
 def stored_days(table: Path, as_of: int | None = None) -> list[dt.date]:
-    """Every recorded day of a table that has rows, sorted."""
+    """Every recorded day of a table that has rows, or whose rows were not counted (a feature
+    set's, counted from the version written, after its commit), sorted."""
     check_layout(table.name, table)
-    return sorted(day for day, record in recorded(table, as_of).items() if record.rows)
+    return sorted(
+        day for day, record in recorded(table, as_of).items() if record.rows is None or record.rows
+    )
+
+
+def newest(table: Path, column: str) -> dt.datetime | None:
+    """The greatest value of a timestamp `column` in the table's latest version (None: no
+    rows), from the statistics of its files in the log: no data file is read."""
+    if not is_delta(table):
+        return None
+    actions = log(table).get_add_actions(flatten=True)
+    rows = actions.column("num_records").to_pylist()
+    found = [
+        value
+        for value, n in zip(actions.column(f"max.{column}").to_pylist(), rows, strict=True)
+        if n
+    ]
+    if None in found:
+        raise ValueError(f"{table}: a file of the latest version has no statistics of {column}")
+    return max(found, default=None)
 
 
 def current_version(table: Path) -> int | None:
@@ -247,11 +268,40 @@ def months_spanned(days: list[dt.date]) -> int:
     return (days[-1].year - days[0].year) * 12 + days[-1].month - days[0].month + 1
 
 
+# For each number of partitions n: a key per partition i < n that Spark's hash partitioning
+# sends to i.
+_partition_keys: dict[int, list[int]] = {}
+
+
+def partition_keys(spark: SparkSession, n: int) -> list[int]:
+    """Keys k_0 .. k_n-1 such that `repartition(n, k_i)` puts k_i in partition i: a
+    hash partitioning (Murmur3, seed 42, as `hash`) of n partitions, the same on every run."""
+    if n not in _partition_keys:
+        found: dict[int, int] = {}
+        tried = 64 * n
+        while len(found) < n:
+            rows = (
+                spark.range(tried)
+                .groupBy(F.pmod(F.hash("id"), F.lit(n)).alias("p"))
+                .agg(F.min("id").alias("id"))
+                .collect()
+            )
+            found = {row["p"]: row["id"] for row in rows}
+            tried *= 4
+        _partition_keys[n] = [found[i] for i in range(n)]
+    return _partition_keys[n]
+
+
 def clustered(df: DataFrame, dated_by: str, days: list[dt.date]) -> DataFrame:
-    """`df` as about one file per month of `days`, each a contiguous span of time, sorted: a
-    later replacement of a few days rewrites only the files whose span holds them."""
-    month = F.trunc(F.col(dated_by), "month")
-    return df.repartitionByRange(months_spanned(days), month).sortWithinPartitions(dated_by)
+    """`df` as one file per month of `days`, each sorted by time: a later replacement of a few
+    days rewrites only the files of their months."""
+    n = months_spanned(days)
+    ts = F.col(dated_by)
+    month = (F.year(ts) - days[0].year) * 12 + F.month(ts) - days[0].month
+    # each month's own partition by a key hashing to it: a range partitioning would first run
+    # a sampling job over `df`, computing it twice when it is not cached
+    keys = F.array(*(F.lit(k) for k in partition_keys(df.sparkSession, n)))
+    return df.repartition(n, F.element_at(keys, month + 1)).sortWithinPartitions(dated_by)
 
 
 def vacuum(spark: SparkSession, table: Path, retention_hours: int | None = None) -> None:

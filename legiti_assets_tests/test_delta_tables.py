@@ -18,7 +18,14 @@ from deltalake import DeltaTable
 from pyspark.sql import DataFrame
 
 from legiti_assets import layout, storage
-from legiti_assets.io_managers import PARTITION_EXPR, TABLE, UNKNOWN, VERSION, read_days
+from legiti_assets.io_managers import (
+    PARTITION_EXPR,
+    TABLE,
+    UNKNOWN,
+    VERSION,
+    read_days,
+    write_days,
+)
 from legiti_assets.partitions import SINGLE_RUN, beta_parameters, daily_partitions, days_of
 from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import StoredSchemaError
@@ -150,6 +157,29 @@ def test_rows_without_a_timestamp_are_refused_and_nothing_is_replaced(tmp_path) 
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "events: 1 row(s) have no ts; nothing was written." in str(failure.event_specific_data)
     assert read_table(table) == before
+
+
+def test_a_write_in_one_pass_records_no_rows_and_delta_refuses_rows_outside(
+    tmp_path, spark
+) -> None:
+    """A feature set's write: no profile before it, so its days record no row counts (they are
+    counted from the version written) and read as stored; a row dated outside the days fails
+    the write, and nothing is committed."""
+    data = DataDir(path=str(tmp_path))
+    metadata = events.metadata_by_key[events.key]
+    table = tmp_path / "raw" / "events"
+    jan31, feb1 = dt.date(2020, 1, 31), dt.date(2020, 2, 1)
+    late = spark.createDataFrame([("a", dt.datetime(2020, 1, 31, 23, 59, 59), 1)], SCHEMA_DDL)
+    version = write_days(spark, data, "events", metadata, [jan31, feb1], "r1", late)
+    assert storage.recorded(table)[jan31] == storage.recorded(table)[feb1]
+    assert storage.recorded(table)[jan31].rows is None
+    assert storage.stored_days(table) == [jan31, feb1]
+    assert storage.newest(table, "ts") == dt.datetime(2020, 1, 31, 23, 59, 59, tzinfo=dt.UTC)
+    for bad in (late, late.selectExpr("id", "CAST(NULL AS timestamp) AS ts", "value")):
+        with pytest.raises(dg.Failure, match=r"outside the partitions 2020-02-01..2020-02-01"):
+            write_days(spark, data, "events", metadata, [feb1], "r2", bad)
+    assert storage.current_version(table) == version
+    assert read_table(table) == [("a", dt.datetime(2020, 1, 31, 23, 59, 59), 1)]
 
 
 with beta_parameters():

@@ -83,7 +83,7 @@ def _old_store(built: Path, to: Path, by_day: dict[str, bool]) -> tuple[Path, di
     directory per day where True), and what each held."""
     data = Path(shutil.copytree(built, to))
     before = {}
-    for name, table, dated_by, _ in migrate.daily_tables(DataDir(path=str(data))):
+    for name, table, dated_by, *_ in migrate.daily_tables(DataDir(path=str(data))):
         if name in by_day:
             before[table] = (_rows(table), storage.recorded(table))
             _write_old_table(table, dated_by, by_day[name])
@@ -134,7 +134,7 @@ def test_every_table_is_converted_in_place_and_an_update_rewrites_nothing(
         assert storage.recorded(table) == records, table  # row counts included
     states = read_states(spark, data, SPECS["user_orders"]).collect()
     assert sorted(tuple(r) for r in states) == USER_ORDERS
-    assert storage.stored_days(user_orders) == sorted({row[1].date() for row in USER_ORDERS})
+    assert storage.stored_days(user_orders) == sorted(storage.recorded(user_orders))
     migrate.main(["--data-dir", str(data)])
     assert capsys.readouterr().out == f"nothing to convert under {data}\n"
 
@@ -179,7 +179,7 @@ def test_a_day_under_older_columns_gets_the_newest_and_reads_as_stale(
     ]
     records = storage.recorded(table)
     assert records[dt.date(2020, 5, 13)].version == UNKNOWN
-    assert records[dt.date(2020, 5, 13)].rows == 2
+    assert records[dt.date(2020, 5, 13)].rows is None  # a feature set's days count none
     assert records[dt.date(2020, 5, 12)].version == SPECS["user_orders"].version
     with pytest.raises(Exception, match=r"user_orders: 1 stored day\(s\), 2020-05-13 .*backfill"):
         read_states(spark, data, SPECS["user_orders"])

@@ -21,6 +21,8 @@ from legiti_assets.io_managers import (
     add_day_metadata,
     day_previews,
     day_rows,
+    run_metadata,
+    write_days,
 )
 from legiti_assets.partitions import (
     FIRST_DAY,
@@ -30,7 +32,7 @@ from legiti_assets.partitions import (
     days_of,
     lookback,
 )
-from legiti_assets.resources import DataDir
+from legiti_assets.resources import DataDir, SparkResource
 from legiti_assets.schemas import state_schema
 
 LOOKBACK_CHECK = "lookback_materialized"
@@ -183,17 +185,40 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             ),
         ],
     )
-    def _feature_set(context: dg.AssetExecutionContext, data_dir: DataDir, events: DataFrame):
+    def _feature_set(
+        context: dg.AssetExecutionContext,
+        data_dir: DataDir,
+        spark: SparkResource,
+        events: DataFrame,
+    ):
         days = days_of(context.partition_time_window)
-        states = compute_states(events, spec, days[0], days[-1]).persist()
-        try:
-            # one pass: the checks' counts and the rows per day the write records
-            profile = changes.profile(states, TIMESTAMP, counts=_violations(spec, days))
-            add_day_metadata(context, spec.name, _day_metadata(spec, states, profile, days))
-            yield dg.Output(changes.Profiled(states, profile))
-            yield from checks.results(context, spec.name, profile.counts)
-        finally:
-            states.unpersist()
+        metadata = context.assets_def.metadata_by_key[context.asset_key]
+        # the states are written in the pass that computes them, and counted and checked in
+        # the version written: nothing as large as the states is cached
+        version = write_days(
+            spark.spark_session,
+            data_dir,
+            spec.name,
+            metadata,
+            days,
+            context.run_id,
+            compute_states(events, spec, days[0], days[-1]),
+        )
+        table = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+        written = storage.read(spark.spark_session, table, version).where(
+            F.expr(storage.day_bounds(TIMESTAMP, days[0], days[-1]))
+        )
+        profile = changes.profile(written, TIMESTAMP, counts=_violations(spec, days))
+        add_day_metadata(context, spec.name, _day_metadata(spec, written, profile, days))
+        # the IO manager writes nothing for None: the days are written above
+        yield dg.Output(
+            None,
+            metadata={
+                **run_metadata(days, profile.rows, version),
+                "path": dg.MetadataValue.path(str(table)),
+            },
+        )
+        yield from checks.results(context, spec.name, profile.counts)
         if dg.AssetCheckKey(dg.AssetKey(spec.name), LOOKBACK_CHECK) in (
             context.selected_asset_check_keys
         ):

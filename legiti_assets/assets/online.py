@@ -240,12 +240,12 @@ def freshness_check(spec: FeatureSetSpec) -> dg.AssetChecksDefinition:
         description="The online store holds the newest state of the historical store.",
     )
     def _fresh(online_store: OnlineStoreResource, data_dir: DataDir) -> dg.AssetCheckResult:
-        days = storage.stored_days(
-            data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+        stored = storage.newest(
+            data_dir.resolve(layout.feature_set_table(spec.entity, spec.name)), TIMESTAMP
         )
         with online_store.open() as store:
             latest = store.latest_timestamp(ONLINE_TABLES[spec.name])
-        newest = days[-1] if days else None
+        newest = stored.date() if stored else None
         online_day = latest.date() if latest else None
         return dg.AssetCheckResult(
             passed=newest is None or (online_day is not None and online_day >= newest),
