@@ -81,7 +81,7 @@ class Counted:
     """`df` that counts, while an action (the write) runs over it, its rows (`ROWS`) and the
     rows meeting each of `conditions` (row-level; null reads as false): a Spark observation, so
     the counts take no pass of their own and nothing is cached. Write `df` once, as a whole
-    (Delta's `replaceWhere` runs a second, checking query over it), then read `counts()`."""
+    (a range partitioning of it would also run a sampling query over it), then read `counts()`."""
 
     def __init__(self, df: DataFrame, conditions: Mapping[str, Column]) -> None:
         self._observation = Observation()

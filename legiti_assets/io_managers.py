@@ -48,6 +48,9 @@ BUILT_FROM = "built_from"  # ... and the one that holds the versions of its inpu
 # ... for an unpartitioned table, the columns (comma-separated) by which a preview of its first
 # rows is taken from what was written.
 PREVIEW_ORDER = "preview_order"
+# ... for a daily table of keyed rows (a feature set's), the key column: each day's rows are
+# stored in its order, so neighbours compress together.
+KEY = "key"
 # The version recorded for a day whose rows were conformed to new columns when it had none.
 UNKNOWN = "unknown"
 # Output metadata of a daily asset: the rows its run wrote over all its days. Each day's event
@@ -317,7 +320,9 @@ def write_days(
     all_days = sorted(records) if new_schema else days
     try:
         return storage.write(
-            storage.clustered(df, dated_by, all_days),
+            storage.clustered(
+                df, dated_by, all_days, [str(metadata[KEY])] if KEY in metadata else []
+            ),
             table,
             days=records,
             based_on=based_on,

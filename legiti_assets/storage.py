@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,16 +292,18 @@ def partition_keys(spark: SparkSession, n: int) -> list[int]:
     return _partition_keys[n]
 
 
-def clustered(df: DataFrame, dated_by: str, days: list[dt.date]) -> DataFrame:
-    """`df` as one file per month of `days`, each sorted by time: a later replacement of a few
-    days rewrites only the files of their months."""
+def clustered(
+    df: DataFrame, dated_by: str, days: list[dt.date], then_by: Sequence[str] = ()
+) -> DataFrame:
+    """`df` as one file per month of `days`, each sorted by time, then by `then_by`: a later
+    replacement of a few days rewrites only the files of their months."""
     n = months_spanned(days)
     ts = F.col(dated_by)
     month = (F.year(ts) - days[0].year) * 12 + F.month(ts) - days[0].month
     # each month's own partition by a key hashing to it: a range partitioning would first run
     # a sampling job over `df`, computing it twice when it is not cached
     keys = F.array(*(F.lit(k) for k in partition_keys(df.sparkSession, n)))
-    return df.repartition(n, F.element_at(keys, month + 1)).sortWithinPartitions(dated_by)
+    return df.repartition(n, F.element_at(keys, month + 1)).sortWithinPartitions(dated_by, *then_by)
 
 
 def vacuum(spark: SparkSession, table: Path, retention_hours: int | None = None) -> None:

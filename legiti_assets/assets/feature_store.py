@@ -13,6 +13,7 @@ from legiti_assets.catalog import SPECS
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, DeclarationError, FeatureSetSpec, compute_states
 from legiti_assets.io_managers import (
+    KEY,
     PARTITION_EXPR,
     SOURCE_LOOKBACK,
     SOURCE_TABLE,
@@ -167,7 +168,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             VERSION: spec.version,
             SOURCE_TABLE: layout.raw_table(spec.source),
             "entity": spec.entity,
-            "key": spec.key,
+            KEY: spec.key,
             "source": spec.source,
             "query": spec.query or "none",
             "windows": ", ".join(f"{d} days" for d in spec.windows),
