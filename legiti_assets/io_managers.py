@@ -278,7 +278,7 @@ def write_days(
         profile = changes.profile(df, dated_by, fingerprint=bool(metadata.get(FINGERPRINTED)))
     if profile is not None:
         _refuse_outside(name, profile.rows, days, dated_by)
-    content = profile.content if profile is not None else None
+    content = profile.content if profile is not None and metadata.get(FINGERPRINTED) else None
     source = None
     if SOURCE_TABLE in metadata:
         source_table = data.resolve(str(metadata[SOURCE_TABLE]))
