@@ -32,6 +32,10 @@ from legiti_assets.landing import landing_files
 from legiti_assets.partitions import RANGE_RUN_ENV
 from legiti_assets.resources import DataDir, OnlineStoreResource, SparkResource
 
+# A landing file is read in blocks of this size: its first day takes one column, and the whole
+# column would stay in this process's memory for the rest of the run.
+_BLOCK_BYTES = 1 << 20
+
 
 def first_order_day(landing: Path) -> dt.date | None:
     """The landing's first order day (over all its files: a restated order can only make the
@@ -40,14 +44,16 @@ def first_order_day(landing: Path) -> dt.date | None:
     for path in landing_files(landing):
         try:
             with path.open("rb") as handle:  # a local file or an object store's
-                column = pv.read_csv(
+                reader = pv.open_csv(
                     handle,
+                    read_options=pv.ReadOptions(block_size=_BLOCK_BYTES),
                     convert_options=pv.ConvertOptions(
                         include_columns=["order_timestamp"],
                         column_types={"order_timestamp": pa.string()},
                     ),
-                ).column("order_timestamp")
-            first = pc.min(column).as_py()
+                )
+                mins = (pc.min(batch.column(0)).as_py() for batch in reader)
+                first = min(filter(None, mins), default=None)
             if first:
                 days.append(dt.date.fromisoformat(first[:10]))
         except (pa.ArrowInvalid, ValueError, OSError):

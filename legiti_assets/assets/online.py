@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
@@ -41,11 +41,12 @@ MAX_REPORTED_MISMATCHES = 10
 
 
 def latest_per_key(states: DataFrame, spec: FeatureSetSpec) -> DataFrame:
-    newest_first = Window.partitionBy(spec.key).orderBy(F.col(TIMESTAMP).desc())
-    return (
-        states.withColumn("_rank", F.row_number().over(newest_first))
-        .where(F.col("_rank") == 1)
-        .drop("_rank")
+    """Each key's newest row. A grouped max of (timestamp, rest of the row) is reduced within
+    each file before the shuffle; a window would shuffle and sort every row."""
+    rest = [c for c in states.columns if c not in (spec.key, TIMESTAMP)]
+    newest = states.groupBy(spec.key).agg(F.max(F.struct(TIMESTAMP, *rest)).alias("_newest"))
+    return newest.select(
+        *(c if c == spec.key else F.col("_newest").getField(c).alias(c) for c in states.columns)
     )
 
 

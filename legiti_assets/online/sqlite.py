@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from legiti_assets.online.base import (
     DEFAULT_BATCH_SIZE,
@@ -231,9 +232,11 @@ class SQLiteOnlineStore(OnlineStore):
         checked = [arrow_states(table, batch) for batch in batches]
         if not checked:
             return Loaded({}, {})
+        states = pa.Table.from_batches(checked)
         # In key order the table's B-tree fills leaf after leaf; in Spark's order (hash
-        # partitions) every insert lands on another page.
-        states = pa.Table.from_batches(checked).sort_by(table.key)
+        # partitions) every insert lands on another page. Taken a chunk at a time: a sorted
+        # copy of every state would double what the load holds.
+        in_key_order = pc.sort_indices(states, [(table.key, "ascending")])
         # an int from to_epoch_seconds, safe to inline; NULL: only newer-or-equal states apply
         until = "NULL" if replace_until is None else str(to_epoch_seconds(replace_until))
         width = states.num_columns
@@ -258,7 +261,9 @@ class SQLiteOnlineStore(OnlineStore):
                 reindex = states.num_rows * _SQLITE_REINDEX_SHARE >= stored
                 if reindex:
                     self._conn.execute(statements.drop_index)
-                for batch in states.to_batches(max_chunksize=_SQLITE_LOAD_CHUNK):
+                for start in range(0, states.num_rows, _SQLITE_LOAD_CHUNK):
+                    chunk = in_key_order.slice(start, _SQLITE_LOAD_CHUNK)
+                    batch = states.take(chunk).combine_chunks().to_batches()[0]
                     params = _parameters(batch)
                     whole = len(params) - len(params) % per_statement
                     done = 0
