@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -27,6 +28,10 @@ S3A = (
     "com.amazonaws:aws-java-sdk-bundle:1.12.262",
 )
 RESOLVE_TIMEOUT_SECONDS = 900
+# A download from Maven Central fails now and then mid-file (the AWS SDK bundle is 280 MB);
+# Ivy keeps what it finished, so a retry fetches only what is still missing.
+RESOLVE_ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 10.0
 
 
 def ivy_dir() -> Path:
@@ -50,8 +55,30 @@ def jars(coordinates: Sequence[str]) -> list[Path]:
 
 
 def resolve(coordinates: Sequence[str]) -> None:
-    """Resolve `coordinates` (and what they depend on) into the Ivy cache with spark-submit's
-    `--packages`, running an empty Python script: no Spark context starts."""
+    """Resolve `coordinates` (and what they depend on) into the Ivy cache, retrying a failed
+    download; raise with the last attempt's output if a jar is still missing."""
+    output = ""
+    for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+        code, output = _submit(coordinates)
+        absent = [c for c in coordinates if not jar_path(c).is_file()]
+        if not code and not absent:
+            return
+        if attempt < RESOLVE_ATTEMPTS:
+            print(
+                f"resolving {', '.join(absent or coordinates)} failed (attempt {attempt} of "
+                f"{RESOLVE_ATTEMPTS}); retrying",
+                file=sys.stderr,
+            )
+            time.sleep(RETRY_PAUSE_SECONDS * attempt)
+    raise RuntimeError(
+        f"resolving {', '.join(absent or coordinates)} from Maven Central into {ivy_dir()} "
+        f"failed {RESOLVE_ATTEMPTS} times (is Maven Central reachable?):\n{output}"
+    )
+
+
+def _submit(coordinates: Sequence[str]) -> tuple[int, str]:
+    """spark-submit's `--packages` resolution of `coordinates`, running an empty Python script
+    (no Spark context starts): its exit code and the tail of its output."""
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "resolved.py"
@@ -69,9 +96,4 @@ def resolve(coordinates: Sequence[str]) -> None:
             env=env,
             timeout=RESOLVE_TIMEOUT_SECONDS,
         )
-    absent = [c for c in coordinates if not jar_path(c).is_file()]
-    if done.returncode or absent:
-        raise RuntimeError(
-            f"resolving {', '.join(absent or coordinates)} from Maven Central into {ivy_dir()} "
-            f"failed (is Maven Central reachable?):\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
-        )
+    return done.returncode, f"{done.stdout[-2000:]}{done.stderr[-4000:]}"
