@@ -129,7 +129,10 @@ def run_stage(stage: str, data_dir: Path, start: dt.date, end: dt.date, partitio
     from legiti_assets import observe, planner
     from legiti_assets.assets import ASSETS
     from legiti_assets.executor import build_resources, run_step
+    from legiti_assets.partitions import RANGE_RUN_ENV
     from legiti_assets.resources import DataDir, SparkResource
+
+    os.environ.update(RANGE_RUN_ENV)  # as the entry points run ranges of days
 
     spark = SparkResource(shuffle_partitions=partitions)
     tick = time.perf_counter()
