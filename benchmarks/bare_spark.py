@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end", type=dt.date.fromisoformat)
     parser.add_argument("--day", type=dt.date.fromisoformat, help="only this day's states")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
-    parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--driver-memory", default=SparkResource().driver_memory)
     args = parser.parse_args(argv)
     if args.day is None and (args.start is None or args.end is None):
         parser.error("give --start and --end, or --day")

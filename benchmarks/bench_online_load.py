@@ -76,7 +76,7 @@ def bench_spark(name: str, store: OnlineStore, users: int) -> None:
         F.timestamp_seconds(F.lit(FIRST_DAY) + (ids % 512) * 86_400).alias(TIMESTAMP),
         *((((ids + i) % 16).alias(c)) for i, c in enumerate(TABLE.feature_columns)),
     )
-    # the window of `latest_per_key` hands over hash partitions: the same here
+    # the aggregation of `latest_per_key` hands over hash partitions: the same here
     latest = latest.repartition(8, TABLE.key).cache()
     latest.count()
     timed(f"{name} load_latest (Spark), empty", lambda: load_latest(store, TABLE, latest))

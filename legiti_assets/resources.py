@@ -131,7 +131,10 @@ class SparkResource(LazyPySparkResource):
     shuffle_partitions: int = Field(
         default=8, description="spark.sql.shuffle.partitions: small by default, data is small."
     )
-    driver_memory: str = "2g"
+    driver_memory: str = Field(
+        default="1536m",
+        description="spark.driver.memory; with a local master the tasks share this heap.",
+    )
     start_attempts: int = 3
     fork_free_local_fs: bool = Field(
         default=True,

@@ -16,7 +16,7 @@ import redis
 from pyspark.sql import SparkSession
 
 from legiti_assets import layout, storage
-from legiti_assets.assets.online import load_latest, midnight, mirror_days
+from legiti_assets.assets.online import latest_per_key, load_latest, midnight, mirror_days
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
 from legiti_assets.online import Loaded, OnlineStore, RedisOnlineStore, SQLiteOnlineStore
 from legiti_assets.records import DayRecord
@@ -164,3 +164,24 @@ def test_a_run_takes_back_what_its_days_no_longer_hold_and_never_regresses(
         "z": (6, 6, 6, midnight(day(3))),
     }
     assert sorted(store.keys(TABLE)) == ["v", "w", "x", "z"]
+
+
+def test_latest_per_key_takes_each_keys_newest_row_whole(spark: SparkSession) -> None:
+    # a null feature in the newest row stays null; a string column (not fixed-width) too
+    ddl = f"{SPEC.key} string, timestamp timestamp, n int, x double, label string"
+    rows = [
+        ("a", at(1), 1, 1.5, "first"),
+        ("a", at(3), None, 2.5, None),
+        ("a", at(2), 9, 9.5, "middle"),
+        ("b", at(2), 4, None, "only"),
+        ("c", at(5), 7, -1.0, "z"),
+        ("c", at(4), 8, 99.0, "zz"),
+    ]
+    states = spark.createDataFrame(rows, ddl).repartition(3)
+    latest = latest_per_key(states, SPEC)
+    assert latest.columns == [SPEC.key, "timestamp", "n", "x", "label"]
+    assert sorted(latest.collect()) == [
+        ("a", at(3), None, 2.5, None),
+        ("b", at(2), 4, None, "only"),
+        ("c", at(5), 7, -1.0, "z"),
+    ]

@@ -41,13 +41,14 @@ MAX_REPORTED_MISMATCHES = 10
 
 
 def latest_per_key(states: DataFrame, spec: FeatureSetSpec) -> DataFrame:
-    """Each key's newest row. A grouped max of (timestamp, rest of the row) is reduced within
-    each file before the shuffle; a window would shuffle and sort every row."""
-    rest = [c for c in states.columns if c not in (spec.key, TIMESTAMP)]
-    newest = states.groupBy(spec.key).agg(F.max(F.struct(TIMESTAMP, *rest)).alias("_newest"))
-    return newest.select(
-        *(c if c == spec.key else F.col("_newest").getField(c).alias(c) for c in states.columns)
+    """Each key's newest row (a key has one row per timestamp). Grouped, so Spark reduces
+    within each file before the shuffle, where a window would shuffle and sort every row; and
+    with each column taken by `max_by`, whose state is fixed-width for a number, so the
+    aggregation hashes instead of sorting as a max of a struct does."""
+    newest = states.groupBy(spec.key).agg(
+        *(F.max_by(c, TIMESTAMP).alias(c) for c in states.columns if c != spec.key)
     )
+    return newest.select(*states.columns)
 
 
 def midnight(day: dt.date) -> dt.datetime:
