@@ -15,7 +15,7 @@ def ivy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _flaky_submit(ivy: Path, failures: int, calls: list[tuple[str, ...]]):
+def _flaky_submit(failures: int, calls: list[tuple[str, ...]]):
     """A stand-in for spark-submit that fails `failures` times (fetching only the first jar),
     then fetches every jar asked for."""
 
@@ -35,7 +35,7 @@ def test_jars_retry_a_failed_download_then_come_from_the_cache(
     ivy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(maven, "_submit", _flaky_submit(ivy, failures=2, calls=calls))
+    monkeypatch.setattr(maven, "_submit", _flaky_submit(failures=2, calls=calls))
     paths = maven.jars(COORDINATES)
     assert paths == [
         ivy / "jars" / "org.example_first-1.0.jar",
@@ -51,7 +51,7 @@ def test_jars_raise_naming_what_is_missing_after_every_attempt_fails(
     ivy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(maven, "_submit", _flaky_submit(ivy, failures=99, calls=calls))
+    monkeypatch.setattr(maven, "_submit", _flaky_submit(failures=99, calls=calls))
     with pytest.raises(RuntimeError, match=r"org\.example:second:2\.0 from Maven Central.*3 times"):
         maven.jars(COORDINATES)
     assert len(calls) == maven.RESOLVE_ATTEMPTS
