@@ -268,28 +268,38 @@ def months_spanned(days: list[dt.date]) -> int:
     return (days[-1].year - days[0].year) * 12 + days[-1].month - days[0].month + 1
 
 
-# For each number of partitions n: a key per partition i < n that Spark's hash partitioning
-# sends to i.
-_partition_keys: dict[int, list[int]] = {}
+_MASK = 0xFFFFFFFF
 
 
-def partition_keys(spark: SparkSession, n: int) -> list[int]:
-    """Keys k_0 .. k_n-1 such that `repartition(n, k_i)` puts k_i in partition i: a
-    hash partitioning (Murmur3, seed 42, as `hash`) of n partitions, the same on every run."""
-    if n not in _partition_keys:
-        found: dict[int, int] = {}
-        tried = 64 * n
-        while len(found) < n:
-            rows = (
-                spark.range(tried)
-                .groupBy(F.pmod(F.hash("id"), F.lit(n)).alias("p"))
-                .agg(F.min("id").alias("id"))
-                .collect()
-            )
-            found = {row["p"]: row["id"] for row in rows}
-            tried *= 4
-        _partition_keys[n] = [found[i] for i in range(n)]
-    return _partition_keys[n]
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & _MASK
+
+
+def spark_hash_int(value: int, seed: int = 42) -> int:
+    """Spark's `hash` of an int value (`Murmur3_x86_32.hashInt`, signed), what its hash
+    partitioning of an int expression takes modulo the number of partitions."""
+    k = ((value & _MASK) * 0xCC9E2D51) & _MASK
+    k = (_rotl(k, 15) * 0x1B873593) & _MASK
+    h = _rotl((seed & _MASK) ^ k, 13)
+    h = (h * 5 + 0xE6546B64) & _MASK
+    h ^= 4  # the input's length in bytes
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK
+    h ^= h >> 16
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_keys(n: int) -> list[int]:
+    """Int keys k_0 .. k_n-1 such that `repartition(n, k_i)` puts k_i in partition i (Spark's
+    hash partitioning: `pmod(hash(k), n)`), the same on every run."""
+    found: dict[int, int] = {}
+    key = 0
+    while len(found) < n:
+        found.setdefault(spark_hash_int(key) % n, key)
+        key += 1
+    return [found[i] for i in range(n)]
 
 
 def clustered(
@@ -302,7 +312,7 @@ def clustered(
     month = (F.year(ts) - days[0].year) * 12 + F.month(ts) - days[0].month
     # each month's own partition by a key hashing to it: a range partitioning would first run
     # a sampling job over `df`, computing it twice when it is not cached
-    keys = F.array(*(F.lit(k) for k in partition_keys(df.sparkSession, n)))
+    keys = F.array(*(F.lit(k) for k in partition_keys(n)))
     return df.repartition(n, F.element_at(keys, month + 1)).sortWithinPartitions(dated_by, *then_by)
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from legiti_assets import layout, storage
 from legiti_assets.io_managers import (
@@ -87,6 +88,22 @@ def _removed_spans(table: Path, version: int) -> list[tuple[dt.datetime, dt.date
     return [(row["min.ts"], row["max.ts"]) for row in before.to_pylist() if row["path"] not in kept]
 
 
+def _added_months(table: Path, version: int) -> list[set[tuple[int, int]]]:
+    """The months of `ts` in each file that commit `version` added."""
+    before = set() if version == 0 else _paths(table, version - 1)
+    after = pa.table(DeltaTable(str(table), version=version).get_add_actions(flatten=True))
+    return [
+        {(row["min.ts"].year, row["min.ts"].month), (row["max.ts"].year, row["max.ts"].month)}
+        for row in after.to_pylist()
+        if row["path"] not in before
+    ]
+
+
+def _paths(table: Path, version: int) -> set[str]:
+    actions = DeltaTable(str(table), version=version).get_add_actions(flatten=True)
+    return set(actions.column("path").to_pylist())
+
+
 def _by_day(rows: list[tuple]) -> dict[dt.date, list[tuple]]:
     found: dict[dt.date, list[tuple]] = {}
     for row in rows:
@@ -120,6 +137,9 @@ def test_random_range_writes_replace_exactly_their_days(tmp_path, spark, seed) -
         version = storage.current_version(table)
         assert version == len(versions)  # one commit per write
         versions.append((version, {d: sorted(r) for d, r in model.items()}))
+        # each file a month's: a later write of a day rewrites its month alone
+        added = _added_months(table, version)
+        assert all(len(months) == 1 for months in added), added
         if version:
             # a file the commit removed held a day it wrote
             for first_ts, last_ts in _removed_spans(table, version):
@@ -280,3 +300,16 @@ def test_vacuum_keeps_every_version_within_the_retention_period(tmp_path, spark)
         ("a", dt.datetime(2020, 1, 1, 1), 1)
     ]
     assert set(table.glob("*.parquet")) == files
+
+
+def test_each_month_of_a_write_has_a_partition_of_its_own(spark) -> None:
+    values = [*range(-40, 200), 2**31 - 1, -(2**31), 123_456_789]
+    hashed = spark.createDataFrame([(v,) for v in values], "v int").select("v", F.hash("v"))
+    assert {v: storage.spark_hash_int(v) for v in values} == dict(hashed.collect())
+    for n in range(1, 41):
+        keys = F.array(*(F.lit(k) for k in storage.partition_keys(n)))
+        months = spark.range(n).select(F.col("id").cast("int").alias("m"))
+        placed = months.repartition(n, F.element_at(keys, F.col("m") + 1))
+        assert dict(placed.select("m", F.spark_partition_id()).collect()) == {
+            m: m for m in range(n)
+        }
