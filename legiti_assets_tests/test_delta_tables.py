@@ -80,28 +80,26 @@ def _write(data_dir: Path, first: dt.date, last: dt.date) -> None:
     assert result.success
 
 
+def _files(table: Path, version: int) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """Each data file of `version`, with its first and last `ts`."""
+    actions = pa.table(DeltaTable(str(table), version=version).get_add_actions(flatten=True))
+    return {row["path"]: (row["min.ts"], row["max.ts"]) for row in actions.to_pylist()}
+
+
 def _removed_spans(table: Path, version: int) -> list[tuple[dt.datetime, dt.datetime]]:
     """The first and last `ts` of each file that commit `version` removed."""
-    before = pa.table(DeltaTable(str(table), version=version - 1).get_add_actions(flatten=True))
-    after = DeltaTable(str(table), version=version).get_add_actions(flatten=True)
-    kept = set(after.column("path").to_pylist())
-    return [(row["min.ts"], row["max.ts"]) for row in before.to_pylist() if row["path"] not in kept]
+    after = _files(table, version)
+    return [span for path, span in _files(table, version - 1).items() if path not in after]
 
 
 def _added_months(table: Path, version: int) -> list[set[tuple[int, int]]]:
     """The months of `ts` in each file that commit `version` added."""
-    before = set() if version == 0 else _paths(table, version - 1)
-    after = pa.table(DeltaTable(str(table), version=version).get_add_actions(flatten=True))
+    before = _files(table, version - 1) if version else {}
     return [
-        {(row["min.ts"].year, row["min.ts"].month), (row["max.ts"].year, row["max.ts"].month)}
-        for row in after.to_pylist()
-        if row["path"] not in before
+        {(t.year, t.month) for t in span}
+        for path, span in _files(table, version).items()
+        if path not in before
     ]
-
-
-def _paths(table: Path, version: int) -> set[str]:
-    actions = DeltaTable(str(table), version=version).get_add_actions(flatten=True)
-    return set(actions.column("path").to_pylist())
 
 
 def _by_day(rows: list[tuple]) -> dict[dt.date, list[tuple]]:
