@@ -5,11 +5,13 @@ LEGITI_TEST_REDIS_URL is set."""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from random import Random
 
 import pytest
 import redis
@@ -18,10 +20,13 @@ from pyspark.sql import SparkSession
 from legiti_assets import layout, storage
 from legiti_assets.assets.online import latest_per_key, load_latest, midnight, mirror_days
 from legiti_assets.catalog import ONLINE_TABLES, SPECS
+from legiti_assets.engine import feature_set_spec
+from legiti_assets.local_latest import newest_states
 from legiti_assets.online import Loaded, OnlineStore, RedisOnlineStore, SQLiteOnlineStore
 from legiti_assets.records import DayRecord
 from legiti_assets.resources import DataDir
 from legiti_assets.schemas import spark_ddl, state_schema
+from legiti_assets_tests.extended_registry import DELAYS
 
 REDIS_URL = os.environ.get("LEGITI_TEST_REDIS_URL")
 SPEC = SPECS["user_orders"]
@@ -185,3 +190,59 @@ def test_latest_per_key_takes_each_keys_newest_row_whole(spark: SparkSession) ->
         ("b", at(2), 4, None, "only"),
         ("c", at(5), 7, -1.0, "z"),
     ]
+
+
+def test_duckdb_reads_each_keys_newest_stored_row(spark: SparkSession, tmp_path: Path) -> None:
+    """`local_latest` against the rows each version stores: every range of days at every
+    version, with nulls, NaN, -0.0, extreme values and keys absent from some days."""
+    spec = feature_set_spec(DELAYS)
+    table = tmp_path / layout.feature_set_table(spec.entity, spec.name)
+    doubles = [None, 0.5, -0.0, float("nan"), 1e300, -2.25]
+    random = Random(20200717)
+
+    def value(dtype: str) -> object:
+        if dtype in ("float", "double"):
+            return random.choice(doubles)
+        return random.choice([None, 0, 7, -(2**31)])
+
+    stored: list[dict[int, list[tuple]]] = []  # per version: each day's rows
+    records: dict[dt.date, DayRecord] = {}
+    # three versions: days 1-6, then 3-9 replaced, then 2 replaced
+    for first, last in [(1, 6), (3, 9), (2, 2)]:
+        days = {
+            d: [
+                (key, at(d), *(value(a.dtype) for a in spec.aggregates))
+                for key in random.sample(["a", "b", "c", "d", "e"], random.randint(1, 5))
+            ]
+            for d in range(first, last + 1)
+        }
+        stored.append({**(stored[-1] if stored else {}), **days})
+        records.update({day(d): DayRecord(spec.version, rows=len(r)) for d, r in days.items()})
+        storage.write(
+            spark.createDataFrame(
+                [r for rows in days.values() for r in rows], spark_ddl(state_schema(spec))
+            ),
+            table,
+            days=records,
+            based_on=storage.current_version(table),
+            replace_where=storage.day_bounds("timestamp", day(first), day(last)),
+        )
+    columns = [a.column for a in spec.aggregates]
+    # not a Delta table: left to Spark
+    assert newest_states(tmp_path / "none", spec, day(1), day(9), columns, None) is None
+    for as_of, rows_of_day in enumerate(stored):
+        for first, last in [(1, 9), (2, 4), (5, 5), (7, 9), (10, 12)]:
+            newest: dict[str, tuple] = {}
+            for d in range(first, last + 1):  # days in order: a later row replaces
+                for key, ts, *values in rows_of_day.get(d, []):
+                    newest[key] = (key, calendar.timegm(ts.timetuple()), *values)
+            batches = newest_states(table, spec, day(first), day(last), columns, as_of)
+            assert batches is not None
+            got = [_comparable(r) for b in batches for r in b.to_pylist()]
+            assert sorted(got) == sorted(_comparable(r) for r in newest.values()), (as_of, first)
+
+
+def _comparable(row: dict | tuple) -> tuple:
+    """A row's values with each float as its repr: NaN equals NaN, -0.0 differs from 0.0."""
+    values = row.values() if isinstance(row, dict) else row
+    return tuple(repr(v) if isinstance(v, float) else v for v in values)

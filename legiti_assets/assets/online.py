@@ -25,6 +25,7 @@ from legiti_assets.catalog import ONLINE_TABLES, SPECS, online_name
 from legiti_assets.concurrency import WRITER_POOL
 from legiti_assets.engine import TIMESTAMP, FeatureSetSpec
 from legiti_assets.io_managers import add_day_metadata, pin, read_days
+from legiti_assets.local_latest import newest_states
 from legiti_assets.online import FLOAT, FeatureSetTable, Loaded, OnlineStore, Row
 from legiti_assets.online.base import LOAD_COUNTS
 from legiti_assets.online.values import TIMESTAMP_FIELD
@@ -138,14 +139,27 @@ def mirror_days(
     as_of: int | None = None,
 ) -> Mirrored:
     """Make the store hold, for every key whose state is or was dated in `days`, its latest
-    stored row; `states` are the stored rows of `days`, at table version `as_of`."""
+    stored row; `states` are the stored rows of `days` (consecutive), at table version `as_of`.
+
+    A store only this process can write (SQLite) takes each key's newest row as DuckDB reads
+    it here from the table's files, where it can (`local_latest`); Spark computes them for
+    any other store, and where DuckDB cannot read the table.
+    """
     table = ONLINE_TABLES[spec.name]
     since, until = midnight(days[0]), midnight(days[-1])
     # before writing: afterwards every key of the range is dated in it
     dated = sorted(store.keys(table, since, until))
     # states the rewritten days no longer hold (none, unless the store has states in the range)
     orphans = keys_not_in(dated, states, spec) if dated else []
-    loaded = load_latest(store, table, latest_per_key(states, spec), replace_until=until)
+    history = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
+    newest = None
+    if store.partition_writer(table) is None:  # a store only this process writes (a file)
+        columns = list(table.feature_columns)
+        newest = newest_states(history, spec, days[0], days[-1], columns, as_of)
+    if newest is not None:
+        loaded = store.load(table, newest, replace_until=until)
+    else:
+        loaded = load_latest(store, table, latest_per_key(states, spec), replace_until=until)
     restored = removed = 0
     if orphans:
         # back to each orphan's latest earlier row

@@ -235,8 +235,11 @@ class SQLiteOnlineStore(OnlineStore):
         states = pa.Table.from_batches(checked)
         # In key order the table's B-tree fills leaf after leaf; in Spark's order (hash
         # partitions) every insert lands on another page. Taken a chunk at a time: a sorted
-        # copy of every state would double what the load holds.
-        in_key_order = pc.sort_indices(states, [(table.key, "ascending")])
+        # copy of every state would double what the load holds. States handed over in key
+        # order (`local_latest`) are taken as they are.
+        in_key_order = None
+        if not _ascending(states.column(table.key)):
+            in_key_order = pc.sort_indices(states, [(table.key, "ascending")])
         # an int from to_epoch_seconds, safe to inline; NULL: only newer-or-equal states apply
         until = "NULL" if replace_until is None else str(to_epoch_seconds(replace_until))
         width = states.num_columns
@@ -262,8 +265,11 @@ class SQLiteOnlineStore(OnlineStore):
                 if reindex:
                     self._conn.execute(statements.drop_index)
                 for start in range(0, states.num_rows, _SQLITE_LOAD_CHUNK):
-                    chunk = in_key_order.slice(start, _SQLITE_LOAD_CHUNK)
-                    batch = states.take(chunk).combine_chunks().to_batches()[0]
+                    if in_key_order is None:
+                        rows = states.slice(start, _SQLITE_LOAD_CHUNK)
+                    else:
+                        rows = states.take(in_key_order.slice(start, _SQLITE_LOAD_CHUNK))
+                    batch = rows.combine_chunks().to_batches()[0]
                     params = _parameters(batch)
                     whole = len(params) - len(params) % per_statement
                     done = 0
@@ -398,3 +404,9 @@ class SQLiteOnlineStore(OnlineStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _ascending(keys: pa.ChunkedArray) -> bool:
+    """Whether `keys` are in ascending order already (as a store may hand them over)."""
+    whole = keys.combine_chunks()
+    return len(whole) < 2 or pc.all(pc.less_equal(whole[:-1], whole[1:])).as_py()
