@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 
 import dagster as dg
-from pyspark.sql import Column, DataFrame, Observation, Window
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 # What `Counted.counts` names the number of rows written.
@@ -24,21 +24,15 @@ def specs(asset: str, descriptions: Mapping[str, str]) -> list[dg.AssetCheckSpec
     ]
 
 
-def repeats(*columns: str) -> Column:
-    """True on every row but one of each set of rows with equal `columns` (nulls equal): as
-    many rows as there are duplicates."""
-    key = [F.col(c) for c in columns]
-    return F.row_number().over(Window.partitionBy(*key).orderBy(*key)) > 1
-
-
 # Above this many hashes shared by two rows, the values themselves are grouped instead.
 MAX_SHARED_HASHES = 100_000
 
 
 def repeated_rows(df: DataFrame, column: str) -> int:
-    """How many rows of `df` repeat an earlier row's `column` (nulls equal), as `repeats`
-    counts them. Exact: rows are grouped by a 64-bit hash of the value first, which shuffles
-    less than the values; only values whose hash two rows share are then compared."""
+    """How many rows of `df` repeat an earlier row's `column` (nulls equal): every row but one
+    of each set of equal values. Exact: rows are grouped by a 64-bit hash of the value first,
+    which shuffles less than the values; only values whose hash two rows share are then
+    compared."""
     hashed = df.select(F.col(column).alias("_v"), F.xxhash64(column).alias("_h"))
     shared = [
         row["_h"]

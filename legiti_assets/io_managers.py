@@ -10,6 +10,7 @@ was computed from is what it read, whatever commits land meanwhile.
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from legiti_assets import changes, storage
+from legiti_assets import changes, checks, storage
 from legiti_assets.locations import is_local, uri
 from legiti_assets.partitions import days_of
 from legiti_assets.records import EMPTY, DayRecord, day_range, inputs_fingerprint
@@ -253,6 +254,19 @@ def day_previews(
     return {day: preview_table(df.schema, rows) for day, rows in by_day.items()}
 
 
+# What `Written.repeats` counts, as `checks.Counted` names it.
+REPEATS = "repeats"
+
+
+@dataclass(frozen=True)
+class Written:
+    """A commit of `write_days`: its table version and, if counted, how many rows repeat
+    another row's time and key."""
+
+    version: int
+    repeats: int | None = None
+
+
 def write_days(
     spark: SparkSession,
     data: DataDir,
@@ -262,11 +276,14 @@ def write_days(
     run_id: str,
     df: DataFrame,
     profile: changes.DayProfile | None = None,
-) -> int:
+    *,
+    count_repeats: bool = False,
+) -> Written:
     """Replace `days` of the table of asset `name` (its definition `metadata`) with `df`,
-    in one commit; returns its version. `profile`: `df`'s rows per day (and fingerprints,
-    if the table records them). Without one, `df` is written in its only pass and its
-    days record no rows; Delta refuses the write if a row is dated outside `days`."""
+    in one commit. `profile`: `df`'s rows per day (and fingerprints, if the table records
+    them). Without one, `df` is written in its only pass and its days record no rows; Delta
+    refuses the write if a row is dated outside `days`. `count_repeats`: count, in the write,
+    the rows that repeat another's time and key (a table with a key)."""
     table = data.resolve(str(metadata[TABLE]))
     storage.check_layout(name, table)
     dated_by = str(metadata[PARTITION_EXPR])
@@ -318,11 +335,17 @@ def write_days(
         },
     }
     all_days = sorted(records) if new_schema else days
+    then_by = [str(metadata[KEY])] if KEY in metadata else []
+    if count_repeats and not then_by:
+        raise ValueError(f"{name}: only a table with a key has repeats to count")
+    repeat = "_repeats_an_earlier_row"
+    clustered = storage.clustered(
+        df, dated_by, all_days, then_by, repeats=repeat if count_repeats else None
+    )
+    counted = checks.Counted(clustered, {REPEATS: F.col(repeat)}) if count_repeats else None
     try:
-        return storage.write(
-            storage.clustered(
-                df, dated_by, all_days, [str(metadata[KEY])] if KEY in metadata else []
-            ),
+        version = storage.write(
+            clustered if counted is None else counted.df.drop(repeat),
             table,
             days=records,
             based_on=based_on,
@@ -336,6 +359,7 @@ def write_days(
             f"{name}: rows with no {dated_by} or dated outside the partitions "
             f"{days[0]}..{days[-1]} being written; nothing was written."
         ) from error
+    return Written(version, None if counted is None else counted.counts()[REPEATS])
 
 
 def _run_id(context: dg.InputContext) -> str:
@@ -417,10 +441,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         ):
             profile = changes.profile(df, dated_by, fingerprint=bool(metadata.get(FINGERPRINTED)))
         name = context.asset_key.to_user_string()
-        version = write_days(
+        written = write_days(
             self.spark.spark_session, self.data, name, metadata, days, context.run_id, df, profile
         )
-        return run_metadata(days, profile.rows, version)
+        return run_metadata(days, profile.rows, written.version)
 
     def load_input(self, context: dg.InputContext) -> DataFrame:
         spark = self.spark.spark_session

@@ -23,7 +23,7 @@ from legiti_assets.locations import is_local
 
 # The aggregation spills to a temporary directory beyond this, rather than growing the
 # driver's memory by the size of the history's keys.
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT = "256MB"
 BATCH_ROWS = 100_000
 
 

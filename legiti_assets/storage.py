@@ -28,7 +28,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from legiti_assets.locations import delta_path, uri
@@ -303,17 +303,43 @@ def partition_keys(n: int) -> list[int]:
 
 
 def clustered(
-    df: DataFrame, dated_by: str, days: list[dt.date], then_by: Sequence[str] = ()
+    df: DataFrame,
+    dated_by: str,
+    days: list[dt.date],
+    then_by: Sequence[str] = (),
+    *,
+    repeats: str | None = None,
 ) -> DataFrame:
     """`df` as one file per month of `days`, each sorted by time, then by `then_by`: a later
-    replacement of a few days rewrites only the files of their months."""
+    replacement of a few days rewrites only the files of their months.
+
+    `repeats`: also a column of that name, true on each row whose time and `then_by` equal
+    (nulls equal) those of another row sorted before it: as many as there are duplicates. Equal
+    rows share a month, so a partition, where the sort puts them next to each other; the window
+    follows the partitioning and the sort the write makes anyway, and adds neither.
+    """
     n = months_spanned(days)
     ts = F.col(dated_by)
     month = (F.year(ts) - days[0].year) * 12 + F.month(ts) - days[0].month
     # each month's own partition by a key hashing to it: a range partitioning would first run
     # a sampling job over `df`, computing it twice when it is not cached
     keys = F.array(*(F.lit(k) for k in partition_keys(n)))
-    return df.repartition(n, F.element_at(keys, month + 1)).sortWithinPartitions(dated_by, *then_by)
+    part = "_month_partition"
+    # `get`: null for a row outside the months (for Delta's replaceWhere to refuse), where
+    # `element_at` would raise at index 0
+    out = (
+        df.withColumn(part, F.get(keys, month))
+        .repartition(n, part)
+        # the partition's key first: constant within it, and the order a window over it needs
+        .sortWithinPartitions(part, dated_by, *then_by)
+    )
+    if repeats is not None:
+        order = Window.partitionBy(part).orderBy(dated_by, *then_by)
+        same = F.row_number().over(order) > 1
+        for column in (dated_by, *then_by):
+            same = same & F.lag(column).over(order).eqNullSafe(F.col(column))
+        out = out.withColumn(repeats, same)
+    return out.drop(part)
 
 
 def vacuum(spark: SparkSession, table: Path, retention_hours: int | None = None) -> None:

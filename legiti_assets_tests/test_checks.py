@@ -3,12 +3,16 @@
 import datetime as dt
 import random
 
+import dagster as dg
 import pytest
+from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
-from legiti_assets import changes, checks, landing, records
+from legiti_assets import changes, checks, landing, layout, records, storage
 from legiti_assets.assets import feature_store
 from legiti_assets.catalog import SPECS
+from legiti_assets.io_managers import write_days
+from legiti_assets.resources import DataDir
 from legiti_assets.schemas import spark_ddl, state_schema
 
 EVENTS = "order_id string, order_timestamp timestamp, cpf string, chargeback_timestamp timestamp"
@@ -17,6 +21,13 @@ MAY = dt.date(2020, 5, 1)
 
 def at(day: int, hour: int = 0) -> dt.datetime:
     return dt.datetime(2020, 5, 1 + day, hour)
+
+
+def _repeats(*columns: str) -> Column:
+    """A window condition: true on every row but one of each set of rows with equal `columns`
+    (nulls equal)."""
+    key = [F.col(c) for c in columns]
+    return F.row_number().over(Window.partitionBy(*key).orderBy(*key)) > 1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -37,7 +48,7 @@ def test_profile_matches_a_model_of_its_rows(spark, seed: int) -> None:
         "order_timestamp",
         fingerprint=True,
         counts={
-            "repeats": checks.repeats("order_id", "cpf"),
+            "repeats": _repeats("order_id", "cpf"),
             "no_cpf": F.col("cpf").isNull(),
             # null for rows without a time: counted as not met
             "morning": F.hour("order_timestamp") < 12,
@@ -62,7 +73,7 @@ def test_profile_matches_a_model_of_its_rows(spark, seed: int) -> None:
 
 def test_profile_of_an_undated_table_has_one_group(spark) -> None:
     df = spark.createDataFrame([("a",), ("a",), ("b",)], "order_id string")
-    found = changes.profile(df, None, counts={"repeats": checks.repeats("order_id")})
+    found = changes.profile(df, None, counts={"repeats": _repeats("order_id")})
     assert found.rows == {None: 3}
     assert found.content is None
     assert found.counts == {"repeats": 1}
@@ -135,7 +146,6 @@ def test_feature_set_checks_count_each_broken_row(spark) -> None:
         states, "timestamp", counts=feature_store._violations(spec, days)
     ).counts
     assert found == {
-        "unique_key_and_timestamp": 1,
         "non_null_key_and_timestamp": 1,
         "dated_inside_partition": 1,
         "non_negative_counts": 1,
@@ -143,12 +153,46 @@ def test_feature_set_checks_count_each_broken_row(spark) -> None:
     }
 
 
+def test_a_feature_set_write_counts_the_rows_repeating_a_time_and_key(spark, tmp_path) -> None:
+    """`unique_key_and_timestamp`, counted in the write: each extra row of a (key, time), a
+    null key equal to a null key; one key on two days, across a month's end, is no repeat."""
+    spec = SPECS["user_orders"]
+    key = dg.AssetKey(spec.name)
+    (asset,) = [a for a in feature_store.FEATURE_SET_ASSETS if key in a.keys]
+    metadata = asset.metadata_by_key[key]
+    jan31, feb1 = dt.datetime(2020, 1, 31), dt.datetime(2020, 2, 1)
+    keys_and_times = [
+        *[("u1", jan31)] * 3,  # two repeats
+        *[(None, feb1)] * 2,  # one
+        ("u1", feb1),
+        ("u2", jan31),
+        ("u2", feb1),
+    ]
+    rows = [(k, t, i, i, i) for i, (k, t) in enumerate(keys_and_times)]
+    states = spark.createDataFrame(rows, spark_ddl(state_schema(spec)))
+    data = DataDir(path=str(tmp_path))
+    written = write_days(
+        spark,
+        data,
+        spec.name,
+        metadata,
+        [jan31.date(), feb1.date()],
+        "r",
+        states,
+        count_repeats=True,
+    )
+    assert written.repeats == 3
+    table = data.resolve(layout.feature_set_table(spec.entity, spec.name))
+    assert storage.committed_rows(table, written.version) == len(rows)
+    assert storage.read(spark, table).columns == states.columns
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_repeated_rows_counts_as_repeats_does(spark, seed: int) -> None:
     rnd = random.Random(seed)
     values = [rnd.choice(["a", "b", "c", None, *map(str, range(40))]) for _ in range(60)]
     df = spark.createDataFrame([(v,) for v in values], "order_id string")
-    expected = changes.profile(df, None, counts={"r": checks.repeats("order_id")}).counts["r"]
+    expected = changes.profile(df, None, counts={"r": _repeats("order_id")}).counts["r"]
     assert expected > 0
     assert checks.repeated_rows(df, "order_id") == expected
     assert checks.repeated_rows(df.dropDuplicates(), "order_id") == 0

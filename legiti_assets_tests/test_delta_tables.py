@@ -188,7 +188,7 @@ def test_a_write_in_one_pass_records_no_rows_and_delta_refuses_rows_outside(
     table = tmp_path / "raw" / "events"
     jan31, feb1 = dt.date(2020, 1, 31), dt.date(2020, 2, 1)
     late = spark.createDataFrame([("a", dt.datetime(2020, 1, 31, 23, 59, 59), 1)], SCHEMA_DDL)
-    version = write_days(spark, data, "events", metadata, [jan31, feb1], "r1", late)
+    version = write_days(spark, data, "events", metadata, [jan31, feb1], "r1", late).version
     assert storage.recorded(table)[jan31] == storage.recorded(table)[feb1]
     assert storage.recorded(table)[jan31].rows is None
     assert storage.stored_days(table) == [jan31, feb1]

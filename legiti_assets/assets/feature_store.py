@@ -64,10 +64,10 @@ def _growing_counts(spec: FeatureSetSpec) -> list[list[str]]:
 
 
 def _violations(spec: FeatureSetSpec, days: list[dt.date]) -> dict[str, Column]:
-    """Each check's condition on a row that breaks it."""
+    """Each check's condition on a row that breaks it, but `unique_key_and_timestamp`'s,
+    which the write counts (`write_days`)."""
     ts = F.col(TIMESTAMP)
     found = {
-        "unique_key_and_timestamp": checks.repeats(spec.key, TIMESTAMP),
         "non_null_key_and_timestamp": F.col(spec.key).isNull() | ts.isNull(),
         "dated_inside_partition": ~F.to_date(ts).between(F.lit(days[0]), F.lit(days[-1]))
         | (ts != F.to_date(ts).cast("timestamp")),
@@ -94,13 +94,17 @@ _ONE_ROW_PER_KEY = (
 
 
 def _day_metadata(
-    spec: FeatureSetSpec, states: DataFrame, profile: changes.DayProfile, days: list[dt.date]
+    spec: FeatureSetSpec,
+    states: DataFrame,
+    profile: changes.DayProfile,
+    violations: dict[str, int],
+    days: list[dt.date],
 ) -> dict[dt.date, dict[str, object]]:
     """Each day's rows, keys with a state that day (unless a check found a day with a key
     twice) and, for the newest days with rows (`day_previews`), their first rows by key."""
     found = day_rows(profile, days)
     previews = day_previews(states, TIMESTAMP, [spec.key], profile.rows)
-    one_per_key = all(profile.counts[name] == 0 for name in _ONE_ROW_PER_KEY)
+    one_per_key = all(violations[name] == 0 for name in _ONE_ROW_PER_KEY)
     for day, metadata in found.items():
         if one_per_key:
             metadata["keys"] = metadata["dagster/row_count"]
@@ -196,7 +200,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         metadata = context.assets_def.metadata_by_key[context.asset_key]
         # the states are written in the pass that computes them, and counted and checked in
         # the version written: nothing as large as the states is cached
-        version = write_days(
+        written = write_days(
             spark.spark_session,
             data_dir,
             spec.name,
@@ -204,13 +208,16 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             days,
             context.run_id,
             compute_states(events, spec, days[0], days[-1]),
+            count_repeats=True,
         )
+        version = written.version
         table = data_dir.resolve(layout.feature_set_table(spec.entity, spec.name))
-        written = storage.read(spark.spark_session, table, version).where(
+        stored = storage.read(spark.spark_session, table, version).where(
             F.expr(storage.day_bounds(TIMESTAMP, days[0], days[-1]))
         )
-        profile = changes.profile(written, TIMESTAMP, counts=_violations(spec, days))
-        add_day_metadata(context, spec.name, _day_metadata(spec, written, profile, days))
+        profile = changes.profile(stored, TIMESTAMP, counts=_violations(spec, days))
+        violations = {"unique_key_and_timestamp": written.repeats or 0, **profile.counts}
+        add_day_metadata(context, spec.name, _day_metadata(spec, stored, profile, violations, days))
         # the IO manager writes nothing for None: the days are written above
         yield dg.Output(
             None,
@@ -219,7 +226,7 @@ def feature_set_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(str(table)),
             },
         )
-        yield from checks.results(context, spec.name, profile.counts)
+        yield from checks.results(context, spec.name, violations)
         if dg.AssetCheckKey(dg.AssetKey(spec.name), LOOKBACK_CHECK) in (
             context.selected_asset_check_keys
         ):
